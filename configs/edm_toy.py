@@ -1,0 +1,23 @@
+"""EDM on a 2-D Gaussian mixture (8-mode ring) with an MLP: the analytic test-bed.
+
+    python -m genmod.launch --config edm_toy
+
+Expected: energy distance to the mixture ~0.01 (untrained: ~1.0) with Heun-18 (35 NFE)
+after 3000 steps, ~1 min on 2 CPU cores.
+"""
+from genmod import config_lib
+from genmod.methods import edm
+
+
+def get_config(arg=None):
+    c = config_lib.base()
+    c.method = "edm"
+    c.edm = edm.defaults()
+    c.data.source, c.data.shape = "gmm:ring", (2,)
+    c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256)))
+    c.total_steps, c.batch_size = 3000, 512
+    c.optim.net.lr = 2e-3
+    c.optim.net.warmup_steps = 100
+    c.ema.halflife_img = 50_000.0
+    c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 250, 1000, 1000, 2048
+    return config_lib.apply_presets(c, arg, {"smoke": config_lib.smoke})

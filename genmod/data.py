@@ -1,0 +1,316 @@
+"""Data sources and a deterministic, resumable, per-process-sharded batch pipeline.
+
+A *source* is random access: ``len(src)`` and ``src.get(indices) -> dict`` of numpy arrays,
+``image`` (uint8 NHWC) for image sets or ``x`` (float32) for point sets, plus ``label``.
+The pipeline is stateless in the step: global batch ``s`` holds positions [sB, (s+1)B) of
+an endless stream of seeded per-epoch permutations, so resuming at step ``s`` is exact and
+each process loads only the rows its devices hold (together: each row exactly once).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import queue
+import struct
+import threading
+from typing import Callable
+
+import jax
+import numpy as np
+
+from genmod import toy
+
+SPECS = "digits | synthetic:HxWxC | gmm:ring | gmm:grid | checkerboard | moons | npz:PATH | idx:PATH | tfds:NAME"
+
+
+class DataError(ValueError):
+    """A dataset is missing, corrupt or does not fit the model (one clear line)."""
+
+
+class ArraySource:
+    def __init__(self, name, split="train", **arrays):
+        self.name, self.split, self.arrays = name, split, arrays
+
+    def __len__(self):
+        return len(next(iter(self.arrays.values())))
+
+    def get(self, indices):
+        return {k: v[indices] for k, v in self.arrays.items()}
+
+    @property
+    def element_shape(self):
+        k = "image" if "image" in self.arrays else "x"
+        return self.arrays[k].shape[1:]
+
+
+def _images(x, name):
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.dtype != np.uint8:
+        raise DataError(f"{name}: expected uint8 images (N,H,W[,C]), got {x.dtype} {x.shape}")
+    return x
+
+
+def _digits(split):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    img = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return ArraySource("digits", split, image=img, label=d.target.astype(np.int32))
+
+
+def _npz(path, split):
+    if not os.path.exists(path):
+        raise DataError(f"dataset file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = list(f.keys())
+            xk = next((k for k in (f"x_{split}", "x", "images", "image") if k in keys), None)
+            if xk is None:
+                raise DataError(f"{path}: no image array for split {split!r} (keys: {', '.join(keys)})")
+            yk = next((k for k in (f"y_{split}", "y", "labels", "label") if k in keys), None)
+            arrays = {"image": _images(f[xk], path)}
+            if yk is not None:
+                arrays["label"] = f[yk].astype(np.int32)
+    except (OSError, ValueError, EOFError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: cannot read npz ({e})") from None
+    return ArraySource(os.path.basename(path), split, **arrays)
+
+
+def read_idx(path):
+    """Read an IDX file (MNIST format), gzipped or not."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            zero, dtype, ndim = struct.unpack(">HBB", f.read(4))
+            if zero != 0 or dtype != 0x08:
+                raise DataError(f"{path}: not a uint8 IDX file")
+            shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
+            data = np.frombuffer(f.read(), np.uint8)
+    except (OSError, EOFError, struct.error) as e:
+        raise DataError(f"{path}: cannot read IDX ({e})") from None
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path}: truncated IDX file ({data.size} of {int(np.prod(shape))} values)")
+    return data.reshape(shape)
+
+
+def _idx(path, split):
+    """``idx:DIR`` finds ``{train,t10k}-images-idx3-ubyte[.gz]`` (and labels) in DIR."""
+    if os.path.isdir(path):
+        pre = "train" if split == "train" else "t10k"
+        names = [n for n in sorted(os.listdir(path)) if n.startswith(pre + "-images")]
+        if not names:
+            raise DataError(f"no {pre}-images-idx3-ubyte[.gz] in {path}")
+        path = os.path.join(path, names[0])
+    if not os.path.exists(path):
+        raise DataError(f"dataset file not found: {path}")
+    arrays = {"image": _images(read_idx(path), path)}
+    lab = path.replace("images-idx3", "labels-idx1")
+    if lab != path and os.path.exists(lab):
+        arrays["label"] = read_idx(lab).astype(np.int32)
+    return ArraySource(os.path.basename(path), split, **arrays)
+
+
+class TfdsSource:
+    """``tfds.data_source`` random access (no TensorFlow); tests use tfds.testing.mock_data."""
+
+    def __init__(self, name, split, data_dir=None):
+        import tensorflow_datasets as tfds
+
+        try:
+            self.ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        except Exception as e:  # tfds raises many types for a missing dataset
+            raise DataError(f"tfds dataset {name!r} split {split!r} unavailable ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200]}); prepare it first with tfds") from None
+        self.name, self.split = name, split
+        ex = self.ds[0]
+        self.key = "image" if "image" in ex else next(k for k, v in ex.items() if np.ndim(v) >= 2)
+        self.element_shape = _images(np.asarray(ex[self.key])[None], name).shape[1:]
+
+    def __len__(self):
+        return len(self.ds)
+
+    def get(self, indices):
+        rows = self.ds.__getitems__([int(i) for i in indices])
+        out = {"image": _images(np.stack([np.asarray(r[self.key]) for r in rows]), self.name)}
+        if "label" in rows[0]:
+            out["label"] = np.asarray([r["label"] for r in rows], np.int32)
+        return out
+
+
+def open_source(spec: str, split: str = "train", size: int = 65536, seed: int = 0):
+    """Open a source by spec (see ``SPECS``)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "digits":
+        return _digits(split)
+    if kind == "synthetic":  # random images for smoke runs of big configs on any machine
+        try:
+            h, w, c = (int(v) for v in arg.split("x"))
+        except ValueError:
+            raise DataError(f"synthetic source needs HxWxC, e.g. synthetic:32x32x3, got {spec!r}") from None
+        rng = np.random.default_rng(seed)
+        return ArraySource(spec, split, image=rng.integers(0, 256, (256, h, w, c), dtype=np.uint8),
+                           label=rng.integers(0, 10, 256).astype(np.int32))
+    if kind == "gmm":
+        g = {"ring": toy.GaussianMixture.ring, "grid": toy.GaussianMixture.grid}.get(arg or "ring")
+        if g is None:
+            raise DataError(f"unknown mixture {arg!r}: use gmm:ring or gmm:grid")
+        x, comp = g().sample_np(seed, size)
+        return ArraySource(spec, split, x=x, label=comp.astype(np.int32))
+    if kind == "checkerboard":
+        return ArraySource(spec, split, x=toy.checkerboard(seed, size))
+    if kind == "moons":
+        return ArraySource(spec, split, x=toy.two_moons(seed, size))
+    if kind == "npz":
+        return _npz(arg, split)
+    if kind == "idx":
+        return _idx(arg, split)
+    if kind == "tfds":
+        return TfdsSource(arg, split)
+    raise DataError(f"unknown data source {spec!r}; valid: {SPECS}")
+
+
+def mixture_of(spec: str):
+    """The exact GaussianMixture behind a ``gmm:*`` spec (the analytic teacher), else None."""
+    kind, _, arg = spec.partition(":")
+    if kind != "gmm":
+        return None
+    return {"ring": toy.GaussianMixture.ring, "grid": toy.GaussianMixture.grid}[arg or "ring"]()
+
+
+def _resize(img, res, how):
+    h, w, c = img.shape[1:]
+    if (h, w) == (res, res):
+        return img
+    if how == "pad":
+        if h > res or w > res:
+            raise DataError(f"cannot pad {h}x{w} images to {res}x{res}")
+        t, l = (res - h) // 2, (res - w) // 2
+        return np.pad(img, ((0, 0), (t, res - h - t), (l, res - w - l), (0, 0)))
+    x = jax.image.resize(img.astype(np.float32), (img.shape[0], res, res, c), how)
+    return np.asarray(np.clip(np.round(x), 0, 255), np.uint8)
+
+
+class Pipeline:
+    """Global batches by step; ``batch(step)`` returns sharded ``jax.Array`` s.
+
+    Batch dict: ``x`` float32 (images in [-1, 1], NHWC; or points) and, when
+    ``num_classes > 0``, ``label`` int32.
+    """
+
+    def __init__(self, cfg, batch_size: int, sharding=None, seed: int = 0):
+        self.cfg, self.batch_size, self.sharding, self.seed = cfg, batch_size, sharding, seed
+        self.src = open_source(cfg.source, cfg.get("split", "train"), cfg.get("size", 65536), seed)
+        self.n = len(self.src)
+        if self.n == 0:
+            raise DataError(f"data source {cfg.source!r} is empty")
+        native = tuple(self.src.element_shape)
+        self.shape = tuple(cfg.get("shape") or native)
+        self.is_image = len(native) == 3
+        if self.is_image:
+            (h, w, c), res = native, self.shape[0]
+            if len(self.shape) != 3 or self.shape[0] != self.shape[1]:
+                raise DataError(f"data.shape {self.shape} is not a square image shape (H, W, C); "
+                                f"{cfg.source} holds {h}x{w}x{c} images")
+            if self.shape[2] != c:
+                raise DataError(f"{cfg.source}: images have {c} channels, the model expects {self.shape[2]}")
+            if (h, w) != (res, res) and cfg.get("resize", "none") == "none":
+                raise DataError(f"{cfg.source}: image shape {h}x{w}x{c} does not match the model's "
+                                f"{res}x{res}x{c}; set --config.data.resize=pad|bilinear or data.shape")
+        elif self.shape != native:
+            raise DataError(f"{cfg.source}: points have shape {native}, the model expects {self.shape}")
+        self.num_classes = cfg.get("num_classes", 0)
+        if self.num_classes and "label" not in self.src.get(np.arange(1)):
+            raise DataError(f"{cfg.source}: num_classes={self.num_classes} but the source has no labels")
+
+    def spec(self):
+        """Shapes and dtypes of one global batch."""
+        s = {"x": jax.ShapeDtypeStruct((self.batch_size,) + self.shape, np.float32)}
+        if self.num_classes:
+            s["label"] = jax.ShapeDtypeStruct((self.batch_size,), np.int32)
+        return s
+
+    def indices(self, step: int) -> np.ndarray:
+        """Dataset indices of global batch ``step``: positions [sB, (s+1)B) of the stream."""
+        pos = np.arange(step * self.batch_size, (step + 1) * self.batch_size, dtype=np.int64)
+        epochs, offs = np.divmod(pos, self.n)
+        out = np.empty_like(pos)
+        for e in np.unique(epochs):
+            perm = np.random.default_rng([self.seed, int(e)]).permutation(self.n)
+            out[epochs == e] = perm[offs[epochs == e]]
+        return out
+
+    def host_batch(self, step: int, rows: np.ndarray) -> dict:
+        """Rows ``rows`` (positions in the global batch) of batch ``step``, preprocessed."""
+        raw = self.src.get(self.indices(step)[rows])
+        if self.is_image:
+            img = _resize(raw["image"], self.shape[0], self.cfg.get("resize", "none"))
+            if self.cfg.get("flip", False):
+                flip = np.random.default_rng([self.seed, step, 1]).random(self.batch_size)[rows] < 0.5
+                img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
+            x = img.astype(np.float32) / 127.5 - 1.0
+        else:
+            x = raw["x"].astype(np.float32)
+        out = {"x": x}
+        if self.num_classes:
+            out["label"] = raw["label"].astype(np.int32)
+        return out
+
+    def batch(self, step: int) -> dict:
+        if self.sharding is None:
+            return self.host_batch(step, np.arange(self.batch_size))
+        spec = self.spec()
+        # Rows held by this process's devices: load just those, once.
+        idx_map = self.sharding.addressable_devices_indices_map(spec["x"].shape)
+        rows = np.unique(np.concatenate([np.arange(self.batch_size)[i[0]] for i in idx_map.values()]))
+        local = self.host_batch(step, rows)
+        where = {r: j for j, r in enumerate(rows)}
+
+        def make(k):
+            def cb(index):
+                sel = np.arange(self.batch_size)[index[0]]
+                return local[k][[where[r] for r in sel]]
+            return jax.make_array_from_callback(spec[k].shape, self.sharding, cb)
+
+        return {k: make(k) for k in spec}
+
+
+class Prefetch:
+    """Builds the next batches on a background thread so the device never waits on numpy."""
+
+    def __init__(self, fn: Callable[[int], dict], start: int, stop: int, depth: int = 2):
+        self.q: queue.Queue = queue.Queue(depth)
+        self.stop_flag = False
+
+        def run():
+            for s in range(start, stop):
+                if self.stop_flag:
+                    return
+                try:
+                    item = (s, fn(s), None)
+                except Exception as e:  # surface errors in the consumer
+                    item = (s, None, e)
+                self.q.put(item)
+                if item[2] is not None:
+                    return
+
+        self.t = threading.Thread(target=run, daemon=True)
+        self.t.start()
+
+    def get(self, step):
+        s, b, err = self.q.get()
+        if err is not None:
+            raise err
+        assert s == step, (s, step)
+        return b
+
+    def close(self):
+        self.stop_flag = True
+        while self.t.is_alive():
+            try:
+                self.q.get(timeout=0.05)
+            except queue.Empty:
+                pass

@@ -1,0 +1,162 @@
+"""The Method contract: what a method gives the shared loop, and helpers every method uses.
+
+A method owns its networks, optimizers, update rules and sampler. The loop only calls:
+``stages()``, then for each stage's method ``init``, ``rules``, ``schedule``, ``sample``,
+and reads ``frozen`` (read-only inputs such as teachers or an earlier stage's state).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+Rule = Callable[..., Any]  # (state, batch, frozen) -> (state, metrics)
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Named networks, each with its own optimizer state and EMA.
+
+    ``rng`` never changes: step ``s`` draws ``fold_in(rng, s)``, so randomness depends only
+    on (seed, step) and a resumed run repeats an uninterrupted one bit for bit.
+    """
+
+    step: jax.Array
+    rng: jax.Array
+    params: dict
+    opt: dict
+    ema: dict
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def key(self, *tags):
+        k = jax.random.fold_in(self.rng, self.step)
+        for t in tags:
+            k = jax.random.fold_in(k, t)
+        return k
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of a multi-stage method. ``make(prior)`` builds the stage's single-stage
+    method from the finished earlier stages' states ({stage name: TrainState}, read-only)."""
+
+    name: str
+    num_steps: int
+    make: Callable[[dict], "Method"]
+
+
+class Method:
+    """Base class. Subclasses implement ``init``, ``rules`` and ``sample``."""
+
+    def __init__(self, config, frozen=None):
+        self.config = config
+        self.frozen = {} if frozen is None else frozen
+
+    # -- contract -------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        return [Stage("main", self.config.total_steps, lambda prior: self)]
+
+    def init(self, rng, batch) -> TrainState:
+        raise NotImplementedError
+
+    def rules(self) -> dict[str, Rule]:
+        raise NotImplementedError
+
+    def schedule(self, step: int) -> str:
+        """Which rule runs at ``step``: pure in the step, so resume lands in the right phase."""
+        (name,) = self.rules().keys()
+        return name
+
+    def sample(self, params, keys, frozen, nfe=None):
+        """Samples from ``params`` (the EMA weights), one per key in ``keys`` (each sample's
+        randomness comes from its own key, so it is reproducible from its seed)."""
+        raise NotImplementedError
+
+    def sample_params(self, state: TrainState):
+        """What ``sample`` gets: the EMA weights by default."""
+        return state.ema
+
+
+def get_method(config, frozen=None) -> Method:
+    """``config.method`` names ``genmod.methods.<name>`` or any importable module path;
+    the module exposes ``Method``. New methods need no edit here."""
+    name = config.method
+    module = name if "." in name else f"genmod.methods.{name}"
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name not in (module, module.rsplit(".", 1)[0]):
+            raise
+        import genmod.methods as pkg
+
+        valid = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(valid)} (or a module path)") from None
+    return mod.Method(config, frozen)
+
+
+# -- helpers shared by methods ----------------------------------------------------------------
+def make_optimizer(cfg, batch_size: int):
+    """optax chain from ``config.optim.<net>``: clip -> Adam(W) with linear warm-up counted in
+    this net's own updates, wrapped by ``apply_if_finite`` (NaN/inf steps skipped and counted)."""
+    warmup = int(cfg.get("warmup_steps", 0) or 0) or -(-int(cfg.get("warmup_img", 0) or 0) // batch_size)
+    lr = optax.linear_schedule(0.0, cfg.lr, warmup) if warmup > 0 else optax.constant_schedule(cfg.lr)
+    parts = [optax.clip_by_global_norm(cfg.clip)] if cfg.get("clip") else []
+    adam = optax.adamw if cfg.get("weight_decay") else optax.adam
+    kw = {"weight_decay": cfg.weight_decay} if cfg.get("weight_decay") else {}
+    parts.append(adam(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8), **kw))
+    tx = optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=int(1e9))
+    return tx, lr
+
+
+def ema_decay(step, batch_size, halflife_img, rampup=None):
+    """beta = 0.5 ** (batch / half-life), half-life in images (batch-size invariant), capped
+    at ``rampup`` x images seen so far (EDM)."""
+    h = jnp.asarray(halflife_img, jnp.float32)
+    if rampup:
+        h = jnp.minimum(h, rampup * (step + 1).astype(jnp.float32) * batch_size)
+    return 0.5 ** (batch_size / jnp.maximum(h, 1e-8))
+
+
+def apply_update(state: TrainState, name: str, grads, tx, lr_fn, ema_beta=None):
+    """Optimizer step on network ``name`` (and its EMA). Returns (state, metrics)."""
+    params, opt = state.params[name], state.opt[name]
+    updates, opt = tx.update(grads, opt, params)
+    new = optax.apply_updates(params, updates)
+    sp = {**state.params, name: new}
+    so = {**state.opt, name: opt}
+    se = state.ema
+    if ema_beta is not None and name in state.ema:
+        se = {**se, name: optax.incremental_update(new, se[name], 1.0 - ema_beta)}
+    metrics = {f"{name}/grad_norm": optax.global_norm(grads), f"{name}/lr": lr_fn(update_count(state.opt[name])),
+               f"{name}/skipped": 1 - opt.last_finite.astype(jnp.int32)}
+    return state.replace(params=sp, opt=so, ema=se), metrics
+
+
+def update_count(opt) -> jax.Array:
+    """Updates applied so far to this net (the Adam count; skipped steps do not count)."""
+    is_adam = lambda x: isinstance(x, optax.ScaleByAdamState)
+    return next(s for s in jax.tree.leaves(opt, is_leaf=is_adam) if is_adam(s)).count
+
+
+def finish_step(state: TrainState, metrics: dict) -> tuple[TrainState, dict]:
+    return state.replace(step=state.step + 1), metrics
+
+
+def new_state(rng, params: dict, txs: dict, ema=(), extra=None) -> TrainState:
+    """A fresh TrainState: optimizer states for the nets in ``txs``, EMAs for ``ema``."""
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
+                      opt={k: tx.init(params[k]) for k, tx in txs.items()},
+                      ema={k: jax.tree.map(jnp.copy, params[k]) for k in ema}, extra=extra or {})
+
+
+def onehot(batch, num_classes):
+    """Class labels as one-hot vectors (what the backbones take), or None."""
+    if not num_classes or "label" not in batch:
+        return None
+    return jax.nn.one_hot(batch["label"], num_classes)

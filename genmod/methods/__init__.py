@@ -1,0 +1,1 @@
+"""One module per method; each exposes ``Method`` (see genmod.method)."""

@@ -1,0 +1,63 @@
+"""EDM diffusion (Karras et al. 2022): the teacher of the distillation methods."""
+from __future__ import annotations
+
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from genmod import edm, method, nets
+
+
+def defaults():
+    """The ``config.edm`` block: training noise distribution and sampler (EDM paper values)."""
+    return ml_collections.ConfigDict(dict(P_mean=-1.2, P_std=1.2, sigma_data=0.5, sigma_min=0.002,
+                                          sigma_max=80.0, rho=7.0, solver="heun"))
+
+
+class Method(method.Method):
+    def __init__(self, config, frozen=None):
+        super().__init__(config, frozen)
+        c = config
+        self.shape, self.num_classes = tuple(c.data.shape), c.data.num_classes
+        self.D = edm.EDMPrecond(nets.build(c.net, self.shape, self.num_classes), sigma_data=c.edm.sigma_data)
+        self.tx, self.lr = method.make_optimizer(c.optim.net, c.batch_size)
+
+    def init(self, rng, batch):
+        x = batch["x"]
+        p = self.D.init({"params": rng}, x, jnp.ones(x.shape[:1]), method.onehot(batch, self.num_classes))
+        return method.new_state(rng, {"net": p["params"]}, {"net": self.tx}, ema=("net",))
+
+    def rules(self):
+        return {"train": self.train_step}
+
+    def denoiser(self, params, labels=None, train=False, dropout_key=None):
+        rngs = {"dropout": dropout_key} if train else {}
+        return lambda x, sigma: self.D.apply({"params": params}, x, sigma, labels, train=train, rngs=rngs)
+
+    def train_step(self, state, batch, frozen):
+        c = self.config
+        k_loss, k_drop = jax.random.split(state.key())
+        labels = method.onehot(batch, self.num_classes)
+
+        def loss_fn(p):
+            D = self.denoiser(p, labels, train=True, dropout_key=k_drop)
+            return edm.edm_loss(D, batch["x"], k_loss, c.edm.P_mean, c.edm.P_std, c.edm.sigma_data).mean()
+
+        loss, g = jax.value_and_grad(loss_fn)(state.params["net"])
+        beta = method.ema_decay(state.step, c.batch_size, c.ema.halflife_img, c.ema.rampup)
+        state, m = method.apply_update(state, "net", g, self.tx, self.lr, beta)
+        return method.finish_step(state, {"train/loss": loss, **m})
+
+    def sample_labels(self, keys):
+        if not self.num_classes:
+            return None
+        lab = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 1), (), 0, self.num_classes))(keys)
+        return jax.nn.one_hot(lab, self.num_classes)
+
+    def sample(self, params, keys, frozen, nfe=None):
+        c = self.config
+        z = jax.vmap(lambda k: jax.random.normal(k, self.shape))(keys)
+        heun = c.edm.solver == "heun"
+        sigmas = edm.karras_sigmas(edm.nfe_to_steps(nfe or c.sample.nfe, heun), c.edm.sigma_min, c.edm.sigma_max, c.edm.rho)
+        return edm.heun_sampler(self.denoiser(params["net"], self.sample_labels(keys)), z, sigmas, euler_only=not heun)

@@ -1,0 +1,50 @@
+"""Mesh and shardings: batch along ('data', 'fsdp'); parameters replicated, or sharded along
+'fsdp' on their largest divisible axis (FSDP/ZeRO-3 style) when the mesh has that axis > 1."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def make_mesh(mesh_cfg) -> Mesh:
+    """``mesh_cfg``: {'data': -1, 'fsdp': 1}; one axis may be -1 (all remaining devices)."""
+    names = list(mesh_cfg.keys())
+    sizes = [int(mesh_cfg[k]) for k in names]
+    n = jax.device_count()
+    known = int(np.prod([s for s in sizes if s != -1]))
+    if sizes.count(-1) > 1 or n % known:
+        raise ValueError(f"mesh {dict(zip(names, sizes))} does not fit {n} devices")
+    sizes = [n // known if s == -1 else s for s in sizes]
+    if int(np.prod(sizes)) != n:
+        raise ValueError(f"mesh {dict(zip(names, sizes))} uses {int(np.prod(sizes))} of {n} devices")
+    return jax.make_mesh(tuple(sizes), tuple(names), devices=jax.devices())
+
+
+def batch_axes(mesh: Mesh):
+    return tuple(a for a in ("data", "fsdp") if a in mesh.axis_names)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(batch_axes(mesh)))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def leaf_spec(shape, fsdp: int, min_size: int = 2**14) -> P:
+    """Shard the largest axis divisible by ``fsdp`` (big leaves only); else replicate."""
+    if fsdp <= 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
+        return P()
+    for ax in sorted(range(len(shape)), key=lambda a: -shape[a]):
+        if shape[ax] % fsdp == 0:
+            return P(*([None] * ax + ["fsdp"]))
+    return P()
+
+
+def state_shardings(abstract_state, mesh: Mesh, min_size: int = 2**14):
+    """Shardings for every leaf of an (abstract) state: a pure function of the leaf shape, so
+    params, their EMA and Adam moments always agree."""
+    fsdp = mesh.shape.get("fsdp", 1)
+    return jax.tree.map(lambda x: NamedSharding(mesh, leaf_spec(x.shape, fsdp, min_size)), abstract_state)

@@ -1,0 +1,183 @@
+"""The one training loop. It knows nothing about methods: it shards, steps the rule that
+``method.schedule(step)`` names, logs, previews, checkpoints and resumes."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genmod import config_lib, data as data_lib, metrics as metrics_lib, sharding, writers
+from genmod.checkpoint import Checkpoints, abstract_with_shardings
+from genmod.method import get_method
+
+
+class Preemption:
+    """SIGTERM sets a flag; the loop saves a checkpoint at the next step and exits 0."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handle(self, *_):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def seed_keys(seeds) -> jax.Array:
+    """One PRNG key per sample seed (sample i of seed s is the same in any batch)."""
+    return jax.vmap(jax.random.PRNGKey)(jnp.asarray(np.asarray(seeds), jnp.uint32))
+
+
+class StageRun:
+    """A stage's method with its abstract state, shardings, jitted rules and checkpoints."""
+
+    def __init__(self, config, workdir, index, stage, method, mesh, pipeline_spec, async_save=True):
+        self.config, self.stage, self.method, self.mesh = config, stage, method, mesh
+        self.ckpt = Checkpoints(os.path.join(workdir, "ckpt", stage.name), config.keep, async_save)
+        example = {k: np.zeros((1,) + v.shape[1:], v.dtype) for k, v in pipeline_spec.items()}
+        self.rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), index)
+        self.init = lambda rng: method.init(rng, example)
+        abstract = jax.eval_shape(self.init, self.rng)
+        self.shardings = sharding.state_shardings(abstract, mesh)
+        self.abstract = abstract_with_shardings(abstract, self.shardings)
+        repl = sharding.replicated(mesh)
+        self.frozen = jax.device_put(method.frozen, repl)
+
+    def load(self):
+        """(state, step, finished): the latest checkpoint, or a fresh init."""
+        if self.ckpt.latest() is not None:
+            state, meta = self.ckpt.restore(self.abstract)
+            return state, int(meta["step"]), bool(meta.get("finished"))
+        state = jax.jit(self.init, out_shardings=self.shardings)(self.rng)
+        return state, 0, False
+
+    def save(self, state, step, finished=False, force=False):
+        meta = {"stage": self.stage.name, "step": step, "finished": finished,
+                "data_position": step * self.config.batch_size}
+        self.ckpt.save(step, state, meta, force=force)
+
+
+def iter_stages(config, workdir, mesh, spec, async_save=True):
+    """Yield a StageRun per stage; each later stage is built from the finished earlier ones."""
+    root = get_method(config)
+    prior = {}
+    for i, stage in enumerate(root.stages()):
+        run = StageRun(config, workdir, i, stage, stage.make(prior), mesh, spec, async_save)
+        state = yield run
+        prior = {**prior, stage.name: state}
+
+
+def train(config, workdir: str, *, stop_after: int | None = None, force: bool = False, log=print) -> str:
+    """Train ``config`` in ``workdir``, resuming from its latest checkpoint. Returns "done",
+    or "preempted" after SIGTERM (or ``stop_after`` steps in this call, for tests) once a
+    checkpoint is committed."""
+    config_lib.check_workdir(config, workdir, force)
+    mesh = sharding.make_mesh(config.mesh)
+    n_dev = mesh.size
+    if config.batch_size % n_dev:
+        raise config_lib.ConfigError(f"batch_size {config.batch_size} is not divisible by the "
+                                     f"{n_dev} devices of the mesh")
+    pipeline = data_lib.Pipeline(config.data, config.batch_size, sharding.batch_sharding(mesh), config.seed)
+    is_main = jax.process_index() == 0
+    if is_main:
+        config_lib.save_json(config, workdir)
+    writer = writers.Writer(workdir, is_main)
+    if is_main:
+        writer.text("config", "```\n" + config.to_json(indent=2) + "\n```")
+    steps_run = 0
+    status = "done"
+    with Preemption() as pre, contextlib.closing(writer):
+        stages = iter_stages(config, workdir, mesh, pipeline.spec())
+        run = next(stages)
+        while True:
+            state, status, ran = _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_run, log)
+            steps_run += ran
+            run.ckpt.close()
+            if status != "done":
+                break
+            try:
+                run = stages.send(state)
+            except StopIteration:
+                break
+    return status
+
+
+def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_run, log):
+    stage, method = run.stage, run.method
+    state, step, finished = run.load()
+    total = stage.num_steps
+    if finished or step >= total:
+        if not finished:
+            run.save(state, step, finished=True, force=True)
+            run.ckpt.wait()
+        log(f"[{stage.name}] complete at step {step}")
+        return state, "done", 0
+    if step:
+        log(f"[{stage.name}] resuming from step {step}")
+    repl = sharding.replicated(run.mesh)
+    rules = {k: jax.jit(fn, donate_argnums=0, out_shardings=(run.shardings, repl))
+             for k, fn in method.rules().items()}
+    preview = jax.jit(method.sample, out_shardings=repl) if config.sample_every and config.num_preview else None
+    keys = seed_keys(range(config.num_preview)) if preview else None
+    progress = writers.Progress(step, total)
+    prefetch = data_lib.Prefetch(pipeline.batch, step, total)
+    history, status, ran = [], "done", 0
+    try:
+        while step < total:
+            batch = prefetch.get(step)
+            state, m = rules[method.schedule(step)](state, batch, run.frozen)
+            history.append(m)
+            step += 1
+            ran += 1
+            if ran == 1:
+                jax.block_until_ready(state)
+                progress.tick(step)
+            stop = pre.requested or (stop_after is not None and steps_run + ran >= stop_after)
+            if step % config.log_every == 0 or step == total:
+                jax.block_until_ready(state)
+                p = progress.report(step)
+                s = metrics_lib.summarize(history)
+                history = []
+                if p:
+                    s.update(p, img_per_sec=p["steps_per_sec"] * config.batch_size)
+                writer.scalars(step, s)
+                losses = " ".join(f"{k}={v:.4g}" for k, v in s.items() if k.endswith("loss"))
+                eta = f" {s['steps_per_sec']:.1f} steps/s ETA {writers.fmt_eta(s['eta_sec'])}" if p else ""
+                log(f"[{stage.name}] step {step}/{total} ({100 * step / total:.0f}%) {losses}{eta}")
+                skipped = sum(v for k, v in s.items() if k.endswith("skipped"))
+                if skipped >= config.max_bad_steps:
+                    raise FloatingPointError(f"{int(skipped)} non-finite steps in the last {config.log_every}; "
+                                             f"stopping (last good checkpoint: step {run.ckpt.latest()})")
+            t0 = time.perf_counter()
+            if preview and (step % config.sample_every == 0 or step == total):
+                x = np.asarray(preview(method.sample_params(state), keys, run.frozen))
+                img = writers.preview(x)
+                if jax.process_index() == 0:
+                    writers.save_png(os.path.join(workdir, "samples", f"{stage.name}_{step:08d}.png"), img)
+                    writer.image(step, f"samples/{stage.name}", img)
+            if step % config.ckpt_every == 0 or step == total or stop:
+                run.save(state, step, finished=step == total, force=stop)
+            progress.pause(time.perf_counter() - t0)
+            if stop and step < total:
+                status = "preempted"
+                log(f"[{stage.name}] preempted at step {step}: checkpoint saved")
+                break
+    finally:
+        prefetch.close()
+        run.ckpt.wait()
+    return state, status, ran
