@@ -134,7 +134,7 @@ class TfdsSource:
         return len(self.ds)
 
     def get(self, indices):
-        rows = self.ds.__getitems__([int(i) for i in indices])
+        rows = [self.ds[int(i)] for i in indices]
         out = {"image": _images(np.stack([np.asarray(r[self.key]) for r in rows]), self.name)}
         if "label" in rows[0]:
             out["label"] = np.asarray([r["label"] for r in rows], np.int32)
@@ -281,7 +281,10 @@ class Pipeline:
 class Prefetch:
     """Builds the next batches on a background thread so the device never waits on numpy."""
 
-    def __init__(self, fn: Callable[[int], dict], start: int, stop: int, depth: int = 2):
+    def __init__(self, fn: Callable[[int], dict], start: int, stop: int, depth: int = 2, threaded: bool = True):
+        self.fn, self.threaded = fn, threaded
+        if not threaded:
+            return
         self.q: queue.Queue = queue.Queue(depth)
         self.stop_flag = False
 
@@ -301,6 +304,8 @@ class Prefetch:
         self.t.start()
 
     def get(self, step):
+        if not self.threaded:
+            return self.fn(step)
         s, b, err = self.q.get()
         if err is not None:
             raise err
@@ -308,6 +313,8 @@ class Prefetch:
         return b
 
     def close(self):
+        if not self.threaded:
+            return
         self.stop_flag = True
         while self.t.is_alive():
             try:

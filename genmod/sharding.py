@@ -8,17 +8,23 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
 def make_mesh(mesh_cfg) -> Mesh:
-    """``mesh_cfg``: {'data': -1, 'fsdp': 1}; one axis may be -1 (all remaining devices)."""
+    """``mesh_cfg``: {'data': -1, 'fsdp': 1}; one axis may be -1 (all remaining devices).
+    A single process may use fewer devices than it has (e.g. {'data': 1} for a 1-device
+    reference run); multi-process runs must use them all."""
     names = list(mesh_cfg.keys())
     sizes = [int(mesh_cfg[k]) for k in names]
     n = jax.device_count()
+    if -1 not in sizes and jax.process_count() == 1 and int(np.prod(sizes)) < n:
+        n = int(np.prod(sizes))
     known = int(np.prod([s for s in sizes if s != -1]))
     if sizes.count(-1) > 1 or n % known:
         raise ValueError(f"mesh {dict(zip(names, sizes))} does not fit {n} devices")
     sizes = [n // known if s == -1 else s for s in sizes]
     if int(np.prod(sizes)) != n:
         raise ValueError(f"mesh {dict(zip(names, sizes))} uses {int(np.prod(sizes))} of {n} devices")
-    return jax.make_mesh(tuple(sizes), tuple(names), devices=jax.devices())
+    # Auto axes: XLA's sharding propagation places activations (the step code stays unannotated).
+    return jax.make_mesh(tuple(sizes), tuple(names), devices=jax.devices()[:n],
+                         axis_types=(jax.sharding.AxisType.Auto,) * len(names))
 
 
 def batch_axes(mesh: Mesh):

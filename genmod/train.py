@@ -135,13 +135,15 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
     preview = jax.jit(method.sample, out_shardings=repl) if config.sample_every and config.num_preview else None
     keys = seed_keys(range(config.num_preview)) if preview else None
     progress = writers.Progress(step, total)
-    prefetch = data_lib.Prefetch(pipeline.batch, step, total)
+    prefetch = data_lib.Prefetch(pipeline.batch, step, total, threaded=os.environ.get('GENMOD_PREFETCH','1')=='1')
     history, status, ran = [], "done", 0
     try:
         while step < total:
             batch = prefetch.get(step)
             state, m = rules[method.schedule(step)](state, batch, run.frozen)
             history.append(m)
+            if len(history) > 2:  # at most 2 steps in flight (an unbounded async queue of
+                jax.block_until_ready(history[-3])  # collectives can starve XLA:CPU threads)
             step += 1
             ran += 1
             if ran == 1:

@@ -1,0 +1,35 @@
+"""Every config loads, is locked, documents its command, and runs with ``:smoke``."""
+import os
+
+import pytest
+
+from genmod import config_lib, train
+
+NAMES = config_lib.available()
+
+
+def test_catalogue():
+    assert {"quickstart", "edm_cifar10", "fm_cifar10", "edm_toy", "fm_toy"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_documents_its_command(name):
+    src = open(config_lib.config_path(name)).read()
+    assert f"python -m genmod.launch --config {name}" in src
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_smoke_runs(tmp_path, name):
+    c = config_lib.load(f"{name}:smoke")
+    assert c.total_steps <= 10
+    with pytest.raises(AttributeError):
+        c.not_a_key = 1  # locked
+    assert train.train(c, str(tmp_path / name), log=lambda *_: None) == "done"
+    assert os.path.isdir(tmp_path / name / "ckpt")
+
+
+def test_published_settings():
+    e = config_lib.load("edm_cifar10")
+    assert (e.batch_size, e.optim.net.lr, e.net.dropout, e.ema.halflife_img) == (512, 1e-3, 0.13, 500_000.0)
+    assert (e.edm.P_mean, e.edm.P_std, e.sample.nfe) == (-1.2, 1.2, 35)
+    assert e.net.model_channels == 128 and tuple(e.net.channel_mult) == (2, 2, 2) and e.net.num_blocks == 4
