@@ -2,6 +2,7 @@
 
     python -m genmod.launch --config edm_cifar10
     python -m genmod.launch --config edm_cifar10:smoke       # seconds, on any CPU
+    python -m genmod.launch --config edm_cifar10:ncsnpp --workdir checkpoints/edm_cifar10_ncsnpp
 
 Data: tfds ``cifar10`` (prepare it once with tfds), or offline
 ``--config.data.source=npz:PATH/cifar10_batch1.npz`` for the first 10k images.
@@ -24,6 +25,11 @@ def smoke(c):
     return config_lib.smoke(c, SMOKE_UNET, data_source="synthetic:32x32x3")
 
 
+def ncsnpp(c):
+    """EDM's "VE" architecture (NCSN++, 56.4M): the teacher that cd_cifar10 distills."""
+    c.net = config_lib.ConfigDict(dict(arch="unet", **unet.ncsnpp_cifar10()))
+
+
 def get_config(arg=None):
     c = config_lib.base()
     c.method = "edm"
@@ -35,4 +41,4 @@ def get_config(arg=None):
     c.optim.net.warmup_img = 10_000_000
     c.ema.halflife_img, c.ema.rampup = 500_000.0, 0.05
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 5000, 5000, 64
-    return config_lib.apply_presets(c, arg, {"smoke": smoke})
+    return config_lib.apply_presets(c, arg, {"smoke": smoke, "ncsnpp": ncsnpp})

@@ -30,7 +30,7 @@ def base() -> ConfigDict:
     c.data = ConfigDict(dict(source="digits", split="train", shape=(8, 8, 1), resize="none",
                              flip=False, num_classes=0, size=65536))
     c.net = ConfigDict(dict(arch="mlp"))
-    c.optim = ConfigDict(dict(net=dict(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, warmup_img=0, warmup_steps=0,
+    c.optim = ConfigDict(dict(net=dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, warmup_img=0, warmup_steps=0,
                                        clip=0.0, weight_decay=0.0)))
     c.ema = ConfigDict(dict(halflife_img=500_000.0, rampup=0.05))
     c.mesh = ConfigDict(dict(data=-1, fsdp=1))

@@ -102,14 +102,20 @@ def get_method(config, frozen=None) -> Method:
 
 # -- helpers shared by methods ----------------------------------------------------------------
 def make_optimizer(cfg, batch_size: int):
-    """optax chain from ``config.optim.<net>``: clip -> Adam(W) with linear warm-up counted in
+    """optax chain from ``config.optim.<net>``: clip -> Adam/RAdam (+ decoupled weight decay)
+    -> lr with linear warm-up counted in
     this net's own updates, wrapped by ``apply_if_finite`` (NaN/inf steps skipped and counted)."""
     warmup = int(cfg.get("warmup_steps", 0) or 0) or -(-int(cfg.get("warmup_img", 0) or 0) // batch_size)
     lr = optax.linear_schedule(0.0, cfg.lr, warmup) if warmup > 0 else optax.constant_schedule(cfg.lr)
     parts = [optax.clip_by_global_norm(cfg.clip)] if cfg.get("clip") else []
-    adam = optax.adamw if cfg.get("weight_decay") else optax.adam
-    kw = {"weight_decay": cfg.weight_decay} if cfg.get("weight_decay") else {}
-    parts.append(adam(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8), **kw))
+    name = cfg.get("name", "adam")
+    if name not in ("adam", "radam"):
+        raise ValueError(f"unknown optimizer {name!r}: use adam or radam")
+    scale = optax.scale_by_radam if name == "radam" else optax.scale_by_adam
+    parts.append(scale(b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8)))
+    if cfg.get("weight_decay"):  # decoupled (AdamW) decay
+        parts.append(optax.add_decayed_weights(cfg.weight_decay))
+    parts.append(optax.scale_by_learning_rate(lr))
     tx = optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=int(1e9))
     return tx, lr
 

@@ -33,3 +33,12 @@ def test_published_settings():
     assert (e.batch_size, e.optim.net.lr, e.net.dropout, e.ema.halflife_img) == (512, 1e-3, 0.13, 500_000.0)
     assert (e.edm.P_mean, e.edm.P_std, e.sample.nfe) == (-1.2, 1.2, 35)
     assert e.net.model_channels == 128 and tuple(e.net.channel_mult) == (2, 2, 2) and e.net.num_blocks == 4
+
+
+def test_ict_cifar10_settings():
+    c = config_lib.load("cm_cifar10")
+    assert (c.cm.mode, c.batch_size, c.total_steps, c.cm.s0, c.cm.s1) == ("ict", 1024, 400_000, 10, 1280)
+    assert (c.cm.P_mean, c.cm.P_std, c.optim.net.name, c.optim.net.lr) == (-1.1, 2.0, "radam", 1e-4)
+    assert c.net.embedding_type == "fourier" and tuple(c.net.resample_filter) == (1, 3, 3, 1)
+    assert c.net.encoder_type == "residual" and c.net.dropout == 0.3
+    assert abs(0.5 ** (c.batch_size / c.ema.halflife_img) - 0.99993) < 1e-9

@@ -58,6 +58,7 @@ def test_tfds_mock_end_to_end(tmp_path, capsys):
     (["--config", "quickstart", "--config.batch_size=big"], "--config.batch_size expects int"),
     (["--config", "quickstart", "--config.batch_size=7"], "not divisible by the 4 devices"),
     (["--config", "quickstart", "--config.data.source=npz:/missing.npz"], "dataset file not found"),
+    (["--config", "cd_cifar10:smoke", "--config.teacher.workdir=/missing"], "teacher workdir '/missing' has no config.json"),
 ])
 def test_bad_input_one_clear_line(tmp_path, capsys, argv, msg):
     rc, out, err = run_main(capsys, *argv, "--workdir", str(tmp_path / "w"))

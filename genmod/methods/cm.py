@@ -1,0 +1,211 @@
+"""Consistency models: iCT (Song & Dhariwal 2023, the default), original CT and CD (Song et
+al. 2023), with 1-step and multistep sampling.
+
+f(x, sigma) = c_skip x + c_out F(c_in x, c_noise) with the sigma_min-shifted c_skip / c_out,
+so f(x, sigma_min) = x exactly. ``config.cm.mode`` picks the training rule:
+
+* ``ict``: target = stop_gradient(f_theta) at the lower noise level (no EMA teacher), same z
+  and dropout key in both calls, pseudo-Huber on the per-sample L2 norm, weight
+  1 / (sigma_{i+1} - sigma_i), discretised-lognormal index pmf, doubling N(k) curriculum.
+* ``ct``: adaptive N(k) and target EMA mu(k); target = f_{theta^-}(x + t_{i+1} z).
+* ``cd``: one Heun step of a frozen EDM teacher from t_i to t_{i+1}; target EMA mu (0 for
+  CIFAR-10, i.e. stop_gradient(theta)).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from genmod import edm, method, nets, teacher as teacher_lib
+
+
+def defaults():
+    return ml_collections.ConfigDict(dict(
+        mode="ict", sigma_min=0.002, sigma_max=80.0, rho=7.0, sigma_data=0.5,
+        s0=10, s1=1280, P_mean=-1.1, P_std=2.0,   # iCT curriculum and index pmf
+        huber_c=0.0,                              # 0: c = 0.00054 sqrt(d)
+        metric="l2",                              # ct / cd: l2 (mean over pixels) or l1
+        ct_s0=2, ct_s1=150, mu0=0.9,              # original CT: adaptive N(k), mu(k)
+        cd_N=18, target_mu=0.0,                   # CD: grid size, target EMA (0 = stopgrad)
+        init_from_teacher=True,                   # CD: student starts from the teacher's weights
+        sample_sigmas=(80.0, 0.821),              # multistep sigmas; nfe picks the first nfe
+    ))
+
+
+# -- schedules (pure in the step; resume is exact) -------------------------------------------
+def ict_N(k, K, s0=10, s1=1280):
+    """N(k) = min(s0 2^floor(k/K'), s1) + 1, K' = floor(K / (log2 floor(s1/s0) + 1))."""
+    Kp = max(K // (int(math.log2(s1 // s0)) + 1), 1)
+    return jnp.minimum(s0 * 2 ** (jnp.asarray(k) // Kp), s1) + 1
+
+
+def ct_N(k, K, s0=2, s1=150):
+    """N(k) = ceil(sqrt(k/K ((s1+1)^2 - s0^2) + s0^2) - 1) + 1."""
+    return (jnp.ceil(jnp.sqrt(jnp.asarray(k) / K * ((s1 + 1) ** 2 - s0**2) + s0**2) - 1) + 1).astype(jnp.int32)
+
+
+def ct_mu(N, s0=2, mu0=0.9):
+    """mu(k) = exp(s0 ln(mu0) / N(k))."""
+    return jnp.exp(s0 * math.log(mu0) / N)
+
+
+def karras(i, N, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+    """Ascending Karras grid sigma_i, i = 0..N-1 (N may be traced)."""
+    a, b = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (a + i / (N - 1) * (b - a)) ** rho
+
+
+def ict_index_logits(N, n_max, c):
+    """log p(i), i = 0..n_max-2, over the ascending grid: p(i) ~ erf((ln s_{i+1} - Pm)/(sqrt2 Ps))
+    - erf((ln s_i - Pm)/(sqrt2 Ps)); -inf for i >= N-1."""
+    i = jnp.arange(n_max - 1)
+    s_lo = karras(i, N, c.sigma_min, c.sigma_max, c.rho)
+    s_hi = karras(i + 1, N, c.sigma_min, c.sigma_max, c.rho)
+    cdf = lambda s: jax.scipy.special.erf((jnp.log(s) - c.P_mean) / (math.sqrt(2) * c.P_std))
+    p = cdf(s_hi) - cdf(s_lo)
+    return jnp.where(i < N - 1, jnp.log(jnp.maximum(p, 1e-30)), -jnp.inf)
+
+
+def pseudo_huber(a, b, c):
+    """sqrt(||a - b||^2 + c^2) - c on each sample's whole vector (not element-wise)."""
+    d2 = ((a - b) ** 2).reshape(a.shape[0], -1).sum(-1)
+    return jnp.sqrt(d2 + c**2) - c
+
+
+def _bcast(v, x):
+    return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
+
+
+class Method(method.Method):
+    def __init__(self, config, frozen=None):
+        super().__init__(config, frozen)
+        c = config.cm
+        self.c, self.shape, self.num_classes = c, tuple(config.data.shape), config.data.num_classes
+        self.f = edm.EDMPrecond(nets.build(config.net, self.shape, self.num_classes), c.sigma_data, c.sigma_min)
+        self.tx, self.lr = method.make_optimizer(config.optim.net, config.batch_size)
+        self.teacher = None
+        if c.mode == "cd":
+            self.teacher = teacher_lib.load(config.teacher, config.data, config.net)
+            self.frozen = {"teacher": self.teacher.params}
+        elif c.mode not in ("ict", "ct"):
+            raise ValueError(f"unknown cm.mode {c.mode!r}: use ict, ct or cd")
+        self.d = int(np.prod(self.shape))
+        self.huber_c = c.huber_c or 0.00054 * math.sqrt(self.d)
+
+    def init(self, rng, batch):
+        x = batch["x"]
+        p = self.f.init({"params": rng}, x, jnp.ones(x.shape[:1]), method.onehot(batch, self.num_classes))["params"]
+        if self.teacher is not None and self.c.init_from_teacher and self.teacher.params:
+            if jax.tree.structure(self.teacher.params) != jax.tree.structure(p):
+                raise ValueError("cm.init_from_teacher: the teacher's network differs from config.net")
+            p = jax.tree.map(jnp.asarray, self.teacher.params)
+        extra = {"target": jax.tree.map(jnp.copy, p)} if self.c.mode in ("ct", "cd") else {}
+        return method.new_state(rng, {"net": p}, {"net": self.tx}, ema=("net",), extra=extra)
+
+    def rules(self):
+        return {"train": self.train_step}
+
+    def fn(self, params, labels=None, dropout_key=None):
+        """f_theta(x, sigma); with a dropout key, train mode with exactly that mask."""
+        rngs = {"dropout": dropout_key} if dropout_key is not None else {}
+        return lambda x, s: self.f.apply({"params": params}, x, s, labels, train=dropout_key is not None, rngs=rngs)
+
+    # -- losses -------------------------------------------------------------------------------
+    def ict_pair(self, params, x, key, step, labels=None):
+        """(student f(x + s_{i+1} z, s_{i+1}), stop_gradient target f(x + s_i z, s_i), weight)."""
+        c, n_max = self.c, self.c.s1 + 1
+        k_i, k_z, k_drop = jax.random.split(key, 3)
+        N = ict_N(step, self.config.total_steps, c.s0, c.s1)
+        i = jax.random.categorical(k_i, ict_index_logits(N, n_max, c), shape=x.shape[:1])
+        s_lo, s_hi = karras(i, N, c.sigma_min, c.sigma_max, c.rho), karras(i + 1, N, c.sigma_min, c.sigma_max, c.rho)
+        z = jax.random.normal(k_z, x.shape)
+        f = self.fn(params, labels, k_drop)
+        student = f(x + _bcast(s_hi, x) * z, s_hi)
+        target = jax.lax.stop_gradient(f(x + _bcast(s_lo, x) * z, s_lo))
+        return student, target, 1.0 / (s_hi - s_lo)
+
+    def ct_cd_pair(self, params, target_params, x, key, N, frozen, labels=None):
+        """Descending grid t_0 > ... > t_{N-1} = sigma_min; i ~ U{0..N-2}; target at t_{i+1}."""
+        c = self.c
+        k_i, k_z, k_drop = jax.random.split(key, 3)
+        j = jax.random.randint(k_i, x.shape[:1], 0, N - 1)  # index from sigma_max downward
+        t_cur, t_next = karras(N - 1 - j, N, c.sigma_min, c.sigma_max, c.rho), karras(N - 2 - j, N, c.sigma_min, c.sigma_max, c.rho)
+        z = jax.random.normal(k_z, x.shape)
+        x_t = x + _bcast(t_cur, x) * z
+        if c.mode == "cd":  # one Heun step of the teacher's probability-flow ODE
+            D = lambda y, s: self.teacher.denoise(frozen["teacher"], y, s, labels)
+            tc, tn = _bcast(t_cur, x), _bcast(t_next, x)
+            d = (x_t - D(x_t, t_cur)) / tc
+            x_e = x_t + (tn - tc) * d
+            x_next = x_t + (tn - tc) * 0.5 * (d + (x_e - D(x_e, t_next)) / tn)
+        else:
+            x_next = x + _bcast(t_next, x) * z
+        student = self.fn(params, labels, k_drop)(x_t, t_cur)
+        target = jax.lax.stop_gradient(self.fn(target_params, labels, k_drop)(x_next, t_next))
+        return student, target
+
+    def metric(self, a, b):
+        d = (a - b).reshape(a.shape[0], -1)
+        return jnp.abs(d).mean(-1) if self.c.metric == "l1" else (d**2).mean(-1)
+
+    def train_step(self, state, batch, frozen):
+        c, cfg = self.c, self.config
+        x, labels, key = batch["x"], method.onehot(batch, self.num_classes), state.key()
+        metrics = {}
+        if c.mode == "ict":
+            def loss_fn(p):
+                s, t, w = self.ict_pair(p, x, key, state.step, labels)
+                return (w * pseudo_huber(s, t, self.huber_c)).mean()
+            metrics["cm/N"] = ict_N(state.step, cfg.total_steps, c.s0, c.s1)
+        else:
+            if c.mode == "ct":
+                N = ct_N(state.step, cfg.total_steps, c.ct_s0, c.ct_s1)
+                mu = ct_mu(N, c.ct_s0, c.mu0)
+            else:
+                N, mu = jnp.int32(c.cd_N), jnp.float32(c.target_mu)
+            # mu = 0: the target is stop_gradient(theta) itself
+            target_params = jax.tree.map(lambda a, b: jnp.where(mu > 0, a, b), state.extra["target"], state.params["net"])
+
+            def loss_fn(p):
+                s, t = self.ct_cd_pair(p, target_params, x, key, N, frozen, labels)
+                return self.metric(s, t).mean()
+            metrics.update({"cm/N": N, "cm/mu": mu})
+        loss, g = jax.value_and_grad(loss_fn)(state.params["net"])
+        beta = method.ema_decay(state.step, cfg.batch_size, cfg.ema.halflife_img, cfg.ema.rampup)
+        state, m = method.apply_update(state, "net", g, self.tx, self.lr, beta)
+        if c.mode != "ict":  # theta^- <- mu theta^- + (1 - mu) theta
+            state = state.replace(extra={"target": optax.incremental_update(state.params["net"], state.extra["target"], 1 - mu)})
+        return method.finish_step(state, {"cm/loss": loss, **metrics, **m})
+
+    # -- sampling -----------------------------------------------------------------------------
+    def sample_labels(self, keys):
+        if not self.num_classes:
+            return None
+        lab = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 1), (), 0, self.num_classes))(keys)
+        return jax.nn.one_hot(lab, self.num_classes)
+
+    def sample(self, params, keys, frozen, nfe=None):
+        return multistep_sample(self.fn(params["net"], self.sample_labels(keys)), keys, self.shape,
+                                self.sigmas(nfe), self.c.sigma_min)
+
+    def sigmas(self, nfe=None):
+        nfe = nfe or self.config.sample.nfe
+        s = tuple(self.c.sample_sigmas)
+        if nfe > len(s):
+            raise ValueError(f"nfe={nfe} needs {nfe} sigmas in cm.sample_sigmas, which has {len(s)}: {s}")
+        return s[:nfe]
+
+
+def multistep_sample(f, keys, shape, sigmas, sigma_min=0.002):
+    """CM Algorithm 1: x = f(sigma_0 z_0, sigma_0); then x = f(x + sqrt(tau^2 - sigma_min^2) z_j, tau).
+    Sample i's noises all come from keys[i]."""
+    z = lambda j: jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, j), shape))(keys)
+    x = f(sigmas[0] * z(0), jnp.full(keys.shape[:1], sigmas[0]))
+    for j, tau in enumerate(sigmas[1:], 1):
+        x = f(x + math.sqrt(tau**2 - sigma_min**2) * z(j), jnp.full(keys.shape[:1], tau))
+    return x
