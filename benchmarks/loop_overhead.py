@@ -50,15 +50,19 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="edm_toy")
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=3, help="alternating bare/full rounds (medians)")
     a = p.parse_args()
     c = config_lib.load(a.config)
     with c.unlocked():
         c.total_steps, c.log_every, c.ckpt_every, c.sample_every = a.steps, a.steps // 10, a.steps, 0
-    b = bare(c, a.steps)
-    f = full(c, a.steps)
-    print(f"config={a.config} devices={jax.device_count()} batch={c.batch_size} steps={a.steps}")
-    print(f"bare jitted step: {b:,.0f} img/s")
-    print(f"full loop:        {f:,.0f} img/s  (median over log intervals, compile excluded)")
+    bs, fs = [], []
+    for _ in range(a.rounds):  # alternate, so background load hits both alike
+        bs.append(bare(c, a.steps))
+        fs.append(full(c, a.steps))
+    b, f = float(np.median(bs)), float(np.median(fs))
+    print(f"config={a.config} devices={jax.device_count()} batch={c.batch_size} steps={a.steps} rounds={a.rounds}")
+    print(f"bare jitted step: {b:,.0f} img/s  (rounds: {', '.join(f'{x:,.0f}' for x in bs)})")
+    print(f"full loop:        {f:,.0f} img/s  (rounds: {', '.join(f'{x:,.0f}' for x in fs)}; compile excluded)")
     print(f"ratio full/bare:  {f / b:.3f}")
 
 

@@ -239,9 +239,17 @@ class Pipeline:
         epochs, offs = np.divmod(pos, self.n)
         out = np.empty_like(pos)
         for e in np.unique(epochs):
-            perm = np.random.default_rng([self.seed, int(e)]).permutation(self.n)
-            out[epochs == e] = perm[offs[epochs == e]]
+            out[epochs == e] = self._perm(int(e))[offs[epochs == e]]
         return out
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        """The seeded permutation of ``epoch`` (the last two are cached)."""
+        cache = self.__dict__.setdefault("_perms", {})
+        if epoch not in cache:
+            cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            for old in sorted(cache)[:-2]:
+                del cache[old]
+        return cache[epoch]
 
     def host_batch(self, step: int, rows: np.ndarray) -> dict:
         """Rows ``rows`` (positions in the global batch) of batch ``step``, preprocessed."""

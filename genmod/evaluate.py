@@ -162,6 +162,7 @@ def cmd_ref(a) -> int:
     from genmod import data
     from genmod.eval.inception import RESOLUTION
 
+    extractor = _load_extractor(a)  # fail fast on missing weights, before opening the data
     try:
         src = data.open_source(a.data, a.split)
     except (data.DataError, FileNotFoundError, ValueError) as e:
@@ -174,7 +175,6 @@ def cmd_ref(a) -> int:
     first = src.get(np.arange(1))
     if "image" not in first:
         _die(f"{a.data} is not an image source (keys: {', '.join(first)})")
-    extractor = _load_extractor(a)
 
     def batches():
         for i in range(0, n, a.batch):

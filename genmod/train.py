@@ -38,6 +38,14 @@ class Preemption:
             signal.signal(signal.SIGTERM, self._old)
 
 
+def max_inflight() -> int:
+    """Steps dispatched ahead of the host. Simulated multi-device CPU runs keep it at 2: a deep
+    queue of collective programs starves XLA:CPU's thread pool (a rendezvous deadlock seen
+    with 4 simulated devices on 2 cores)."""
+    multi_cpu = jax.default_backend() == "cpu" and jax.local_device_count() > 1
+    return 2 if multi_cpu else 8
+
+
 def seed_keys(seeds) -> jax.Array:
     """One PRNG key per sample seed (sample i of seed s is the same in any batch)."""
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray(np.asarray(seeds), jnp.uint32))
@@ -135,15 +143,15 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
     preview = jax.jit(method.sample, out_shardings=repl) if config.sample_every and config.num_preview else None
     keys = seed_keys(range(config.num_preview)) if preview else None
     progress = writers.Progress(step, total)
-    prefetch = data_lib.Prefetch(pipeline.batch, step, total, threaded=os.environ.get('GENMOD_PREFETCH','1')=='1')
-    history, status, ran = [], "done", 0
+    prefetch = data_lib.Prefetch(pipeline.batch, step, total)
+    history, status, ran, inflight = [], "done", 0, max_inflight()
     try:
         while step < total:
             batch = prefetch.get(step)
             state, m = rules[method.schedule(step)](state, batch, run.frozen)
             history.append(m)
-            if len(history) > 2:  # at most 2 steps in flight (an unbounded async queue of
-                jax.block_until_ready(history[-3])  # collectives can starve XLA:CPU threads)
+            if len(history) > inflight:  # bound the async queue (see max_inflight)
+                jax.block_until_ready(history[-inflight - 1])
             step += 1
             ran += 1
             if ran == 1:
