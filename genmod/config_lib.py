@@ -13,7 +13,7 @@ from ml_collections import ConfigDict
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 # Keys that may change when a run resumes (schedule length, cadence, topology).
 RESUME_SAFE = ("total_steps", "log_every", "ckpt_every", "sample_every", "keep", "num_preview",
-               "mesh", "sample", "max_bad_steps", "stages_steps")
+               "mesh", "sharding", "sample", "max_bad_steps", "stages_steps")
 
 
 class ConfigError(ValueError):
@@ -34,6 +34,9 @@ def base() -> ConfigDict:
                                        clip=0.0, weight_decay=0.0)))
     c.ema = ConfigDict(dict(halflife_img=500_000.0, rampup=0.05))
     c.mesh = ConfigDict(dict(data=-1, fsdp=1))
+    # FSDP (when mesh.fsdp > 1): leaves >= fsdp_min_size are sharded on their largest divisible
+    # axis, except paths matching a regex in ``replicate``.
+    c.sharding = ConfigDict(dict(fsdp_min_size=2**14, replicate=()))
     c.log_every = 100
     c.ckpt_every = 1000
     c.sample_every = 1000

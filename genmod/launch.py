@@ -17,6 +17,13 @@ def parse(argv):
     p.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--force", action="store_true", help="resume even if the workdir's config differs")
     p.add_argument("--list_configs", action="store_true")
+    g = p.add_argument_group("multi-host (jax.distributed); also GENMOD_COORDINATOR etc.")
+    g.add_argument("--coordinator", default=os.environ.get("GENMOD_COORDINATOR"), help="host:port of process 0")
+    g.add_argument("--num_processes", type=int, default=int(os.environ.get("GENMOD_NUM_PROCESSES", 0)) or None)
+    g.add_argument("--process_id", type=int, default=int(os.environ.get("GENMOD_PROCESS_ID", -1)))
+    g.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
+                   help="auto: initialise when --coordinator is given or SLURM/TPU-pod variables say "
+                        "so; on: jax.distributed.initialize() with JAX's own cluster detection")
     args, rest = p.parse_known_args(argv)
     overrides = []
     for a in rest:
@@ -27,6 +34,23 @@ def parse(argv):
     if not args.list_configs and not args.config:
         p.error("--config is required")
     return args, overrides
+
+
+def init_distributed(args) -> bool:
+    """``jax.distributed.initialize`` before anything touches devices: explicit flags, or JAX's
+    cluster auto-detection (SLURM, Cloud TPU, MPI) when a multi-process job is detected."""
+    multi = int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "TPU_WORKER_HOSTNAMES" in os.environ
+    if args.distributed == "off" or (args.distributed == "auto" and not args.coordinator and not multi):
+        return False
+    import jax
+
+    if args.coordinator:
+        if args.num_processes is None or args.process_id < 0:
+            raise SystemExit("error: --coordinator needs --num_processes and --process_id")
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    else:
+        jax.distributed.initialize()
+    return True
 
 
 def main(argv=None) -> int:
@@ -48,6 +72,7 @@ def main(argv=None) -> int:
         return 0
     name = os.path.basename(args.config.partition(":")[0]).removesuffix(".py")
     workdir = args.workdir or os.path.join("checkpoints", name)
+    init_distributed(args)
     from genmod import data, train  # imports jax: after argument checks, so errors are fast
 
     try:
@@ -55,7 +80,10 @@ def main(argv=None) -> int:
     except (config_lib.ConfigError, data.DataError, FileNotFoundError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{status}: {os.path.abspath(workdir)}")
+    import jax
+
+    if jax.process_index() == 0:
+        print(f"{status}: {os.path.abspath(workdir)}")
     return 0
 
 

@@ -19,7 +19,9 @@ class Std(clu_metrics.Std):
 def summarize(history: list[dict]) -> dict:
     """Mean of each metric over the steps that reported it (``*/skipped``: the count), and
     the std across steps of each loss."""
-    host = jax.device_get(history)
+    from genmod.sharding import to_host
+
+    host = jax.tree.map(to_host, history)
     keys = sorted({k for h in host for k in h})
     out = {}
     for k in keys:

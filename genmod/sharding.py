@@ -49,8 +49,27 @@ def leaf_spec(shape, fsdp: int, min_size: int = 2**14) -> P:
     return P()
 
 
-def state_shardings(abstract_state, mesh: Mesh, min_size: int = 2**14):
-    """Shardings for every leaf of an (abstract) state: a pure function of the leaf shape, so
-    params, their EMA and Adam moments always agree."""
+def state_shardings(abstract_state, mesh: Mesh, min_size: int = 2**14, replicate=()):
+    """Shardings for every leaf of an (abstract) state. With an 'fsdp' mesh axis > 1, big
+    leaves are sharded on their largest divisible axis, except leaves whose path matches a
+    regex in ``replicate`` (e.g. 'norm', 'emb'). The rule depends only on the leaf's shape
+    and the path below the net name, so params, EMA and Adam moments always agree."""
+    import re
+
     fsdp = mesh.shape.get("fsdp", 1)
-    return jax.tree.map(lambda x: NamedSharding(mesh, leaf_spec(x.shape, fsdp, min_size)), abstract_state)
+    pats = [re.compile(p) for p in replicate]
+
+    def spec(path, x):
+        name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+        if any(p.search(name) for p in pats):
+            return NamedSharding(mesh, P())
+        return NamedSharding(mesh, leaf_spec(x.shape, fsdp, min_size))
+
+    return jax.tree_util.tree_map_with_path(spec, abstract_state)
+
+
+def to_host(x):
+    """A replicated (possibly multi-process) array as numpy, from this process's own copy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)

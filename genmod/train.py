@@ -61,7 +61,9 @@ class StageRun:
         self.rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), index)
         self.init = lambda rng: method.init(rng, example)
         abstract = jax.eval_shape(self.init, self.rng)
-        self.shardings = sharding.state_shardings(abstract, mesh)
+        sh = config.get("sharding") or {}
+        self.shardings = sharding.state_shardings(abstract, mesh, sh.get("fsdp_min_size", 2**14),
+                                                  tuple(sh.get("replicate", ())))
         self.abstract = abstract_with_shardings(abstract, self.shardings)
         repl = sharding.replicated(mesh)
         self.frozen = jax.device_put(method.frozen, repl)
@@ -94,6 +96,8 @@ def train(config, workdir: str, *, stop_after: int | None = None, force: bool = 
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint. Returns "done",
     or "preempted" after SIGTERM (or ``stop_after`` steps in this call, for tests) once a
     checkpoint is committed."""
+    if jax.process_index() != 0:
+        log = lambda *_: None  # noqa: E731  (one progress log per job)
     config_lib.check_workdir(config, workdir, force)
     mesh = sharding.make_mesh(config.mesh)
     n_dev = mesh.size
@@ -129,7 +133,7 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
     stage, method = run.stage, run.method
     state, step, finished = run.load()
     total = stage.num_steps
-    if finished or step >= total:
+    if step >= total:  # (a longer total_steps on resume continues a "finished" run)
         if not finished:
             run.save(state, step, finished=True, force=True)
             run.ckpt.wait()
@@ -175,7 +179,7 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
                                              f"stopping (last good checkpoint: step {run.ckpt.latest()})")
             t0 = time.perf_counter()
             if preview and (step % config.sample_every == 0 or step == total):
-                x = np.asarray(preview(method.sample_params(state), keys, run.frozen))
+                x = sharding.to_host(preview(method.sample_params(state), keys, run.frozen))
                 img = writers.preview(x)
                 if jax.process_index() == 0:
                     writers.save_png(os.path.join(workdir, "samples", f"{stage.name}_{step:08d}.png"), img)

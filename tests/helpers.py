@@ -22,9 +22,14 @@ def config(name="edm_toy", **overrides):
 
 def raw_state(workdir, stage="main", step=None):
     """A checkpoint's state as saved (numpy leaves), without a target."""
-    mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "ckpt", stage), item_names=("state", "meta"))
+    mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "ckpt", stage),
+                                 item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                                "meta": ocp.JsonCheckpointHandler()})
     step = mngr.latest_step() if step is None else step
-    r = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # any saving topology -> one device
+    meta = mngr.item_metadata(step)["state"]
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=dev), meta)
+    r = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     mngr.close()
     return r.state
 

@@ -48,7 +48,7 @@ class Conv(nn.Module):
     """Bias-free NHWC/HWIO convolution with symmetric zero padding (``nn.Conv``'s parameter
     layout). ``cpu_tricks`` computes the same numbers in forms XLA:CPU runs 1.5-3x faster:
     1x1 convolutions as a matmul, unpadded ones with one extra zero row/column that is then
-    cut off (the padded result is identical where it overlaps)."""
+    cut off (the padded result is identical where it overlaps); max pools likewise (below)."""
     features: int
     kernel: tuple[int, int]
     strides: tuple[int, int] = (1, 1)
@@ -96,13 +96,27 @@ def _avg_pool_same(x):
     return nn.avg_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
 
 
-def _max_pool_same(x):
+def _max_pool_separable(x, stride):
+    """3x3 max pool as two 1-D passes of strided slices: the identical maximum (max is
+    exact), which XLA:CPU runs 2-6x faster than reduce_window."""
+    for axis in (1, 2):
+        out = (x.shape[axis] - 3) // stride + 1
+        taps = [jax.lax.slice_in_dim(x, i, i + stride * (out - 1) + 1, stride, axis) for i in range(3)]
+        x = jnp.maximum(jnp.maximum(taps[0], taps[1]), taps[2])
+    return x
+
+
+def _max_pool_same(x, cpu_tricks=False):
     """max_pool2d(k=3, s=1, p=1): padding never wins (-inf)."""
+    if cpu_tricks:
+        return _max_pool_separable(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf), 1)
     return nn.max_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)))
 
 
-def _max_pool_reduce(x):
+def _max_pool_reduce(x, cpu_tricks=False):
     """max_pool2d(k=3, s=2), no padding."""
+    if cpu_tricks:
+        return _max_pool_separable(x, 2)
     return nn.max_pool(x, (3, 3), (2, 2), padding="VALID")
 
 
@@ -135,7 +149,7 @@ class InceptionB(nn.Module):  # torchvision InceptionB (Mixed_6a), unpatched
         bd = C(64, (1, 1), name="branch3x3dbl_1")(x)
         bd = C(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
         bd = C(96, (3, 3), strides=(2, 2), name="branch3x3dbl_3")(bd)
-        return jnp.concatenate([b3, bd, _max_pool_reduce(x)], axis=-1)
+        return jnp.concatenate([b3, bd, _max_pool_reduce(x, self.cpu_tricks)], axis=-1)
 
 
 class InceptionC(nn.Module):  # FIDInceptionC
@@ -173,7 +187,7 @@ class InceptionD(nn.Module):  # torchvision InceptionD (Mixed_7a), unpatched
         b7 = C(192, (1, 7), padding=(0, 3), name="branch7x7x3_2")(b7)
         b7 = C(192, (7, 1), padding=(3, 0), name="branch7x7x3_3")(b7)
         b7 = C(192, (3, 3), strides=(2, 2), name="branch7x7x3_4")(b7)
-        return jnp.concatenate([b3, b7, _max_pool_reduce(x)], axis=-1)
+        return jnp.concatenate([b3, b7, _max_pool_reduce(x, self.cpu_tricks)], axis=-1)
 
 
 class InceptionE(nn.Module):  # FIDInceptionE_1 (pool='avg') / FIDInceptionE_2 (pool='max')
@@ -192,7 +206,7 @@ class InceptionE(nn.Module):  # FIDInceptionE_1 (pool='avg') / FIDInceptionE_2 (
         bd = C(384, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
         bd = jnp.concatenate([C(384, (1, 3), padding=(0, 1), name="branch3x3dbl_3a")(bd),
                               C(384, (3, 1), padding=(1, 0), name="branch3x3dbl_3b")(bd)], axis=-1)
-        pooled = _avg_pool_same(x) if self.pool == "avg" else _max_pool_same(x)
+        pooled = _avg_pool_same(x) if self.pool == "avg" else _max_pool_same(x, self.cpu_tricks)
         bp = C(192, (1, 1), name="branch_pool")(pooled)
         return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
@@ -210,10 +224,10 @@ class InceptionV3FID(nn.Module):
         x = C(32, (3, 3), strides=(2, 2), name="Conv2d_1a_3x3")(x)
         x = C(32, (3, 3), name="Conv2d_2a_3x3")(x)
         x = C(64, (3, 3), padding=(1, 1), name="Conv2d_2b_3x3")(x)
-        x = _max_pool_reduce(x)
+        x = _max_pool_reduce(x, self.cpu_tricks)
         x = C(80, (1, 1), name="Conv2d_3b_1x1")(x)
         x = C(192, (3, 3), name="Conv2d_4a_3x3")(x)
-        x = _max_pool_reduce(x)
+        x = _max_pool_reduce(x, self.cpu_tricks)
         x = InceptionA(32, **p, name="Mixed_5b")(x)
         x = InceptionA(64, **p, name="Mixed_5c")(x)
         x = InceptionA(64, **p, name="Mixed_5d")(x)
