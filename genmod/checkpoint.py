@@ -3,9 +3,14 @@ TrainState, restored into a sharded target for bit-exact resume) and ``meta`` (J
 from __future__ import annotations
 
 import os
+import time
 
 import jax
 import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint (one clear line)."""
 
 
 class Checkpoints:
@@ -39,6 +44,22 @@ class Checkpoints:
         r = self.mngr.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         return r.state, r.meta
+
+    def restore_latest_good(self, abstract_state, warn=print):
+        """Restore the newest readable checkpoint. An unreadable one (truncated, corrupt) is
+        moved aside to ``corrupt_<step>_<time>`` (kept, never deleted) with a warning, and the
+        previous one is tried."""
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                return self.restore(abstract_state, step)
+            except Exception as e:  # orbax/tensorstore raise many types for damaged files
+                warn(f"warning: checkpoint {self.dir}/{step} is unreadable ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0][:160] if str(e) else ''}); falling back to the previous one")
+                if jax.process_index() == 0:
+                    os.replace(os.path.join(self.dir, str(step)),
+                               os.path.join(self.dir, f"corrupt_{step}_{int(time.time())}"))
+                self.mngr.reload()
+        raise CheckpointError(f"no readable checkpoint in {self.dir}")
 
     def wait(self):
         self.mngr.wait_until_finished()

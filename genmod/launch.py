@@ -73,11 +73,12 @@ def main(argv=None) -> int:
     name = os.path.basename(args.config.partition(":")[0]).removesuffix(".py")
     workdir = args.workdir or os.path.join("checkpoints", name)
     init_distributed(args)
-    from genmod import data, train  # imports jax: after argument checks, so errors are fast
+    from genmod import checkpoint, data, train  # imports jax: after argument checks, so errors are fast
 
     try:
         status = train.train(config, workdir, force=args.force)
-    except (config_lib.ConfigError, data.DataError, FileNotFoundError, FloatingPointError) as e:
+    except (config_lib.ConfigError, data.DataError, FileNotFoundError, FloatingPointError,
+            checkpoint.CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     import jax

@@ -140,7 +140,8 @@ def apply_update(state: TrainState, name: str, grads, tx, lr_fn, ema_beta=None):
     if ema_beta is not None and name in state.ema:
         se = {**se, name: optax.incremental_update(new, se[name], 1.0 - ema_beta)}
     metrics = {f"{name}/grad_norm": optax.tree.norm(grads), f"{name}/lr": lr_fn(update_count(state.opt[name])),
-               f"{name}/skipped": 1 - opt.last_finite.astype(jnp.int32)}
+               f"{name}/skipped": 1 - opt.last_finite.astype(jnp.int32),
+               f"{name}/bad_streak": opt.notfinite_count}
     return state.replace(params=sp, opt=so, ema=se), metrics
 
 

@@ -17,7 +17,8 @@ class Std(clu_metrics.Std):
 
 
 def summarize(history: list[dict]) -> dict:
-    """Mean of each metric over the steps that reported it (``*/skipped``: the count), and
+    """Mean of each metric over the steps that reported it (``*/skipped``: the count;
+    ``*_streak``: the max), and
     the std across steps of each loss."""
     from genmod.sharding import to_host
 
@@ -28,6 +29,9 @@ def summarize(history: list[dict]) -> dict:
         vals = jnp.asarray(np.array([h[k] for h in host if k in h], np.float32))
         if k.endswith("skipped"):
             out[k] = float(vals.sum())
+            continue
+        if k.endswith("_streak"):
+            out[k] = float(vals.max())
             continue
         out[k] = float(clu_metrics.Average.from_model_output(vals).compute())
         if k.endswith("loss") and vals.size > 1:

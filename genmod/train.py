@@ -67,16 +67,24 @@ class StageRun:
         self.abstract = abstract_with_shardings(abstract, self.shardings)
         repl = sharding.replicated(mesh)
         self.frozen = jax.device_put(method.frozen, repl)
+        floats = lambda s: [x for x in jax.tree.leaves(s) if jnp.issubdtype(x.dtype, jnp.floating)]  # noqa: E731
+        self._finite = jax.jit(lambda s: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in floats(s)])),
+                               out_shardings=sharding.replicated(mesh))
 
-    def load(self):
-        """(state, step, finished): the latest checkpoint, or a fresh init."""
+    def load(self, log=print):
+        """(state, step, finished): the newest readable checkpoint, or a fresh init."""
         if self.ckpt.latest() is not None:
-            state, meta = self.ckpt.restore(self.abstract)
+            state, meta = self.ckpt.restore_latest_good(self.abstract, log)
             return state, int(meta["step"]), bool(meta.get("finished"))
         state = jax.jit(self.init, out_shardings=self.shardings)(self.rng)
         return state, 0, False
 
     def save(self, state, step, finished=False, force=False):
+        """Async save; refuses a non-finite state, so a good checkpoint is never followed by a
+        NaN one (skipped steps leave params finite; this catches anything else)."""
+        if not bool(self._finite(state)):
+            raise FloatingPointError(f"[{self.stage.name}] non-finite values in the state at step {step}; not "
+                                     f"saving (last good checkpoint: step {self.ckpt.latest()})")
         meta = {"stage": self.stage.name, "step": step, "finished": finished,
                 "data_position": step * self.config.batch_size}
         self.ckpt.save(step, state, meta, force=force)
@@ -131,7 +139,7 @@ def train(config, workdir: str, *, stop_after: int | None = None, force: bool = 
 
 def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_run, log):
     stage, method = run.stage, run.method
-    state, step, finished = run.load()
+    state, step, finished = run.load(log)
     total = stage.num_steps
     if step >= total:  # (a longer total_steps on resume continues a "finished" run)
         if not finished:
@@ -173,10 +181,11 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
                 losses = " ".join(f"{k}={v:.4g}" for k, v in s.items() if k.endswith("loss"))
                 eta = f" {s['steps_per_sec']:.1f} steps/s ETA {writers.fmt_eta(s['eta_sec'])}" if p else ""
                 log(f"[{stage.name}] step {step}/{total} ({100 * step / total:.0f}%) {losses}{eta}")
-                skipped = sum(v for k, v in s.items() if k.endswith("skipped"))
-                if skipped >= config.max_bad_steps:
-                    raise FloatingPointError(f"{int(skipped)} non-finite steps in the last {config.log_every}; "
-                                             f"stopping (last good checkpoint: step {run.ckpt.latest()})")
+                streak = max([v for k, v in s.items() if k.endswith("bad_streak")], default=0)
+                if streak >= config.max_bad_steps:
+                    raise FloatingPointError(
+                        f"[{stage.name}] {int(streak)} consecutive non-finite steps (skipped) by step {step}; "
+                        f"stopping. Last good checkpoint: step {run.ckpt.latest()} (lower the lr or check the data)")
             t0 = time.perf_counter()
             if preview and (step % config.sample_every == 0 or step == total):
                 x = sharding.to_host(preview(method.sample_params(state), keys, run.frozen))
