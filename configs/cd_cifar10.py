@@ -18,13 +18,9 @@ from genmod import config_lib
 from genmod.methods import cm
 from genmod.nets import unet
 
-SMOKE_NET = dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(16,),
-                 dropout=0.0, embedding_type="fourier", channel_mult_noise=2, encoder_type="residual",
-                 resample_filter=(1, 3, 3, 1))
-
 
 def smoke(c):
-    config_lib.smoke(c, SMOKE_NET, data_source="synthetic:32x32x3")
+    config_lib.smoke32(c)
     c.teacher.workdir = "init"
 
 

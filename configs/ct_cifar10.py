@@ -15,10 +15,6 @@ from genmod import config_lib
 from genmod.methods import cm
 from genmod.nets import unet
 
-SMOKE_NET = dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(16,),
-                 dropout=0.0, embedding_type="fourier", channel_mult_noise=2, encoder_type="residual",
-                 resample_filter=(1, 3, 3, 1))
-
 
 def get_config(arg=None):
     c = config_lib.base()
@@ -32,5 +28,4 @@ def get_config(arg=None):
     c.optim.net.name, c.optim.net.lr, c.optim.net.warmup_img = "radam", 4e-4, 10_000_000
     c.ema.halflife_img, c.ema.rampup = 512 * math.log(0.5) / math.log(0.9999), 0.0
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 5000, 5000, 64
-    return config_lib.apply_presets(c, arg, {
-        "smoke": lambda c: config_lib.smoke(c, SMOKE_NET, data_source="synthetic:32x32x3")})
+    return config_lib.apply_presets(c, arg, {"smoke": config_lib.smoke32})

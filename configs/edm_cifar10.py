@@ -17,13 +17,6 @@ from genmod import config_lib
 from genmod.methods import edm
 from genmod.nets import unet
 
-SMOKE_UNET = dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(16,),
-                  dropout=0.13)
-
-
-def smoke(c):
-    return config_lib.smoke(c, SMOKE_UNET, data_source="synthetic:32x32x3")
-
 
 def ncsnpp(c):
     """EDM's "VE" architecture (NCSN++, 56.4M): the teacher that cd_cifar10 distills."""
@@ -34,11 +27,5 @@ def get_config(arg=None):
     c = config_lib.base()
     c.method = "edm"
     c.edm = edm.defaults()
-    c.data.source, c.data.shape = "tfds:cifar10", (32, 32, 3)
-    c.net = config_lib.ConfigDict(dict(arch="unet", **unet.ddpmpp_cifar10()))
-    c.total_steps, c.batch_size = 390_625, 512
-    c.optim.net.lr = 1e-3
-    c.optim.net.warmup_img = 10_000_000
-    c.ema.halflife_img, c.ema.rampup = 500_000.0, 0.05
-    c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 5000, 5000, 64
-    return config_lib.apply_presets(c, arg, {"smoke": smoke, "ncsnpp": ncsnpp})
+    config_lib.edm_cifar10_recipe(c)
+    return config_lib.apply_presets(c, arg, {"smoke": config_lib.smoke32, "ncsnpp": ncsnpp})

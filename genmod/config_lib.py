@@ -47,6 +47,31 @@ def base() -> ConfigDict:
     return c
 
 
+def toy_recipe(c: ConfigDict) -> ConfigDict:
+    """Shared 2-D benchmark: 8-mode ring mixture (exact teacher available), 3x256 MLP."""
+    c.data.source, c.data.shape = "gmm:ring", (2,)
+    c.net = ConfigDict(dict(arch="mlp", hidden=(256, 256, 256)))
+    c.total_steps, c.batch_size = 3000, 512
+    c.optim.net.lr, c.optim.net.warmup_steps = 2e-3, 100
+    c.ema.halflife_img = 50_000.0
+    c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 250, 1000, 1000, 2048
+    return c
+
+
+def edm_cifar10_recipe(c: ConfigDict) -> ConfigDict:
+    """EDM's CIFAR-10 training recipe (Karras et al. 2022): DDPM++ 55.7M, batch 512, Adam lr
+    1e-3 with a 10 Mimg warm-up, 200 Mimg, EMA half-life 0.5 Mimg (ramp-up 0.05)."""
+    from genmod.nets import unet
+
+    c.data.source, c.data.shape = "tfds:cifar10", (32, 32, 3)
+    c.net = ConfigDict(dict(arch="unet", **unet.ddpmpp_cifar10()))
+    c.total_steps, c.batch_size = 390_625, 512
+    c.optim.net.lr, c.optim.net.warmup_img = 1e-3, 10_000_000
+    c.ema.halflife_img, c.ema.rampup = 500_000.0, 0.05
+    c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 5000, 5000, 64
+    return c
+
+
 def smoke(c: ConfigDict, net: dict | None = None, data_source: str | None = None) -> ConfigDict:
     """Seconds-long CPU run of any config: few steps, small batch, optional tiny net/data."""
     c.total_steps, c.batch_size = 4, 8
@@ -58,6 +83,16 @@ def smoke(c: ConfigDict, net: dict | None = None, data_source: str | None = None
     if data_source is not None:
         c.data.source = data_source
     return c
+
+
+def smoke32(c: ConfigDict, **net_kw) -> ConfigDict:
+    """``smoke`` for 32x32x3 configs: a 16-channel U-Net of the config's kind on random images."""
+    net = dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(16,),
+               dropout=c.net.get("dropout", 0.0))
+    for k in ("embedding_type", "channel_mult_noise", "encoder_type", "resample_filter", "fourier_scale"):
+        if k in c.net:
+            net[k] = c.net[k]
+    return smoke(c, {**net, **net_kw}, data_source="synthetic:32x32x3")
 
 
 def available() -> list[str]:

@@ -162,6 +162,14 @@ def new_state(rng, params: dict, txs: dict, ema=(), extra=None) -> TrainState:
                       ema={k: jax.tree.map(jnp.copy, params[k]) for k in ema}, extra=extra or {})
 
 
+def sample_labels(keys, num_classes):
+    """One-hot class per sample, drawn from the sample's own key (None if unconditional)."""
+    if not num_classes:
+        return None
+    lab = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 1), (), 0, num_classes))(keys)
+    return jax.nn.one_hot(lab, num_classes)
+
+
 def onehot(batch, num_classes):
     """Class labels as one-hot vectors (what the backbones take), or None."""
     if not num_classes or "label" not in batch:

@@ -184,10 +184,7 @@ class Method(method.Method):
 
     # -- sampling -----------------------------------------------------------------------------
     def sample_labels(self, keys):
-        if not self.num_classes:
-            return None
-        lab = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 1), (), 0, self.num_classes))(keys)
-        return jax.nn.one_hot(lab, self.num_classes)
+        return method.sample_labels(keys, self.num_classes)
 
     def sample(self, params, keys, frozen, nfe=None):
         return multistep_sample(self.fn(params["net"], self.sample_labels(keys)), keys, self.shape,
