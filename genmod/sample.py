@@ -83,17 +83,26 @@ class Sampler:
         return np.asarray(self.fn(self.params, seed_keys(seeds), self.run.frozen))
 
 
-def iter_samples(workdir, seeds, batch_size, step=None, nfe=None):
-    """Yield (seeds_chunk, uint8 NHWC images) in seed order, ``batch_size`` at a time; the
-    last chunk is padded for a fixed compiled shape and cut back."""
-    from genmod.writers import to_uint8
+class SampleStream:
+    """Iterable of (seeds_chunk, uint8 NHWC images) in seed order, ``batch_size`` at a time
+    (the last chunk is padded to the compiled shape and cut back). The checkpoint is loaded
+    when iteration starts; ``.step`` then says which one."""
 
-    s = Sampler(workdir, step, nfe)
-    seeds = np.asarray(seeds)
-    for i in range(0, len(seeds), batch_size):
-        chunk = seeds[i:i + batch_size]
-        padded = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[-1])])
-        yield chunk, to_uint8(s(padded)[: len(chunk)])
+    def __init__(self, workdir, seeds, batch_size, step=None, nfe=None):
+        self.workdir, self.seeds, self.batch_size, self.step, self.nfe = workdir, np.asarray(seeds), batch_size, step, nfe
+
+    def __iter__(self):
+        from genmod.writers import to_uint8
+
+        s = Sampler(self.workdir, self.step, self.nfe)
+        self.step = s.step
+        for i in range(0, len(self.seeds), self.batch_size):
+            chunk = self.seeds[i:i + self.batch_size]
+            padded = np.concatenate([chunk, np.full(self.batch_size - len(chunk), chunk[-1])])
+            yield chunk, to_uint8(s(padded)[: len(chunk)])
+
+
+iter_samples = SampleStream
 
 
 def main(argv=None) -> int:
