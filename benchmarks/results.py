@@ -1,0 +1,357 @@
+"""Every method on one loop, side by side on a laptop: trains each benchmark run, measures
+sample quality against NFE and training compute, throughput, and the ratios that matter,
+then writes docs/RESULTS.md with its plots and sample grids.
+
+    python benchmarks/results.py                      # everything (see docs/RESULTS.md for time)
+    python benchmarks/results.py --only ring          # one group (ring | digits) or run names
+    python benchmarks/results.py --skip-throughput    # quality tables only
+
+Quality: 2-D 8-mode ring (exact teacher available): energy distance to 2,048 fresh mixture
+points; digits (8x8, scikit-learn): FD_digits and k-NN precision/recall in the features of a
+seeded digit classifier (genmod/eval/proxy.py; comparable across rows, not with FIDs), on
+1,797 samples vs the 1,797 digits. Each run trains into checkpoints/results/<run>; a finished
+run is not retrained (its timing is kept in the workdir), so a rerun only re-evaluates.
+Everything is seeded: a rerun reproduces the quality numbers; timings vary with load.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str
+    config: str                 # NAME[:presets]
+    nfes: tuple
+    label: str
+    overrides: tuple = ()       # ("a.b", "value") pairs
+    group: str = "ring"
+    role: str = ""              # teacher | student | ... (for the ratio tables)
+
+
+F_DIVS = ("rkl", "sf", "js", "sh", "kl", "jf", "neyman")
+RUNS = [
+    Run("edm", "edm_toy", (1, 3, 5, 9, 17, 35), "EDM (Heun)", role="teacher"),
+    Run("fm", "fm_toy", (1, 2, 4, 8, 16, 35), "Flow matching (Euler)"),
+    Run("ict", "cm_toy", (1, 2), "iCT"),
+    Run("cd", "cd_toy", (1, 2), "CD (exact teacher)", role="student"),
+    Run("dmd2", "dmd2_toy", (1,), "DMD2", role="student"),
+    *[Run(f"fdistill_{f}", "fdistill_toy", (1,), f"f-distill {f}", (("fdistill.f", f),), role="fdiv")
+      for f in F_DIVS],
+    Run("disback", "disback_toy", (1,), "DisBack", role="student"),
+    Run("cdrl", "cdrl_toy", (1,), "CDRL (initializer + Langevin)"),
+    Run("drl", "drl_toy", (1,), "DRL (Langevin only)"),
+    Run("edm_digits", "quickstart", (5, 9, 17, 35), "EDM (Heun)", group="digits", role="teacher"),
+    Run("ict_digits", "cm_digits", (1, 2), "iCT", group="digits"),
+]
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+# -- training -----------------------------------------------------------------------------------
+def load_config(run, steps=None):
+    from genmod import config_lib
+
+    c = config_lib.load(run.config)
+    for k, v in run.overrides:
+        config_lib.override(c, k, v)
+    if steps:
+        config_lib.override(c, "total_steps", str(min(steps, c.total_steps)))
+    return c
+
+
+def train_run(run, root, fresh=False, steps=None):
+    """Trains (or finds finished) checkpoints/results/<run>; returns its timing record."""
+    import shutil
+
+    from genmod import train
+
+    wd = os.path.join(root, run.name)
+    rec_path = os.path.join(wd, "results_train.json")
+    if fresh and os.path.isdir(wd):
+        shutil.rmtree(wd)
+    if os.path.exists(rec_path):
+        return json.load(open(rec_path))
+    c = load_config(run, steps)
+    t = time.perf_counter()
+    status = train.train(c, wd, log=lambda *_: None)
+    wall = time.perf_counter() - t
+    rates = []
+    if os.path.exists(os.path.join(wd, "metrics.jsonl")):
+        rates = [r["img_per_sec"] for r in map(json.loads, open(os.path.join(wd, "metrics.jsonl")))
+                 if "img_per_sec" in r]
+    steps = int(sum(s for s in c.get("stages_steps", ()) or ()) or c.total_steps)
+    rec = {"status": status, "steps": steps, "batch": c.batch_size, "wall_s": wall,
+           "train_img_per_s": float(np.median(rates[1:] or rates)) if rates else None}
+    if status == "done":
+        json.dump(rec, open(rec_path, "w"))
+    return rec
+
+
+# -- quality ------------------------------------------------------------------------------------
+def reference(group, n):
+    from genmod.data import mixture_of, open_source
+
+    if group == "ring":
+        return mixture_of("gmm:ring").sample_np(12345, n)[0]
+    return open_source("digits").arrays["image"]
+
+
+def evaluate(run, root, n, features):
+    """One row per NFE: quality and sampling samples/s (compile excluded)."""
+    from genmod import toy, writers
+    from genmod.eval import proxy
+    from genmod.sample import Sampler
+
+    ref = reference(run.group, n)
+    n = len(ref)
+    seeds = np.arange(n)
+    rows, grid = [], None
+    for nfe in run.nfes:
+        s = Sampler(os.path.join(root, run.name), nfe=nfe)
+        s(seeds)  # compile
+        t = time.perf_counter()
+        x = s(seeds)
+        dt = time.perf_counter() - t
+        row = {"nfe": nfe, "sample_per_s": n / dt}
+        if run.group == "ring":
+            row["energy"] = float(toy.energy_distance(x, ref, max_points=n))
+            grid = writers.scatter_image(x)
+        else:
+            row.update(proxy.quality(ref, writers.to_uint8(x), features))
+            grid = writers.image_grid(writers.to_uint8(x[:100]), cols=10, scale=3)
+        rows.append(row)
+    return rows, grid
+
+
+def floors(n, features):
+    """What real data scores against the references: the best any row can do."""
+    from genmod import toy
+    from genmod.data import mixture_of
+    from genmod.eval import proxy
+
+    ring = mixture_of("gmm:ring")
+    out = {"ring": float(toy.energy_distance(ring.sample_np(7, n)[0], reference("ring", n), max_points=n))}
+    img = reference("digits", n)
+    perm = np.random.default_rng(0).permutation(len(img))
+    out["digits"] = proxy.quality(img[perm[:898]], img[perm[898:]], features)
+    return out
+
+
+# -- throughput (the benchmark scripts, each reporting against a baseline in the same run) -------
+def run_script(args, timeout=1800):
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    out = (p.stdout + ("" if p.returncode == 0 else p.stderr[-2000:])).strip()
+    return {"cmd": "python " + " ".join(args), "out": out, "rc": p.returncode, "wall_s": time.perf_counter() - t}
+
+
+def throughput(runs):
+    jobs = [["benchmarks/loop_overhead.py", "--config", "edm_toy", "--steps", "1000", "--rounds", "3"]]
+    for cfg in dict.fromkeys(r.config for r in runs):
+        jobs.append(["benchmarks/step_throughput.py", "--config", cfg, "--steps", "20"])
+    try:
+        import torch  # noqa: F401
+
+        jobs.append(["benchmarks/inception_throughput.py", "--num", "64", "--repeats", "3"])
+    except ImportError:
+        pass
+    out = []
+    for j in jobs:
+        log("  " + " ".join(j))
+        out.append(run_script(j))
+    return out
+
+
+# -- report -------------------------------------------------------------------------------------
+def best(rows, key):
+    return min(rows, key=lambda r: r[key]) if rows else None
+
+
+def ratio_lines(res):
+    """The comparisons the issue asks for, from whatever rows exist."""
+    q = {name: r for name, r in res.items() if r.get("rows")}
+    L = []
+
+    def at(name, nfe):
+        return next((r for r in q.get(name, {}).get("rows", []) if r["nfe"] == nfe), None)
+
+    t35 = at("edm", 35)
+    if t35:
+        for name, r in q.items():
+            if r["run"]["role"] in ("student", "fdiv") and r["run"]["group"] == "ring":
+                s1 = at(name, 1)
+                L.append(f"| {r['run']['label']} 1-step vs EDM teacher 35 NFE | energy {s1['energy']:.4f} vs "
+                         f"{t35['energy']:.4f} ({s1['energy'] / t35['energy']:.2f}x) | sampling "
+                         f"{s1['sample_per_s'] / t35['sample_per_s']:.1f}x faster |")
+    for a, b, what in (("ict", "ict", "iCT 1-step vs 2-step"), ("ict_digits", "ict_digits", "iCT digits 1 vs 2 step")):
+        r1, r2 = at(a, 1), at(b, 2)
+        if r1 and r2:
+            k = "energy" if "energy" in r1 else "fd"
+            L.append(f"| {what} | {k} {r1[k]:.4f} -> {r2[k]:.4f} ({r1[k] / r2[k]:.2f}x better) | |")
+    if at("disback", 1) and at("dmd2", 1):
+        L.append(f"| DisBack vs its base (DMD2) | energy {at('disback', 1)['energy']:.4f} vs "
+                 f"{at('dmd2', 1)['energy']:.4f} | |")
+    if at("cdrl", 1) and at("drl", 1):
+        L.append(f"| CDRL with vs without initializer (same Langevin steps) | energy {at('cdrl', 1)['energy']:.4f} "
+                 f"vs {at('drl', 1)['energy']:.4f} | |")
+    return L
+
+
+def plots(res, docs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genmod.writers import save_png
+
+    made = []
+    for group, key, ylabel in (("ring", "energy", "energy distance"), ("digits", "fd", "FD_digits")):
+        rs = {n: r for n, r in res.items() if r["run"]["group"] == group and r.get("rows")}
+        if not rs:
+            continue
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        for n, r in rs.items():
+            nf = [row["nfe"] for row in r["rows"]]
+            ys = [row[key] for row in r["rows"]]
+            ax[0].plot(nf, ys, "o-" if len(nf) > 1 else "o", label=r["run"]["label"])
+            ax[1].plot([r["train"]["wall_s"]], [min(ys)], "o", label=r["run"]["label"])
+        for a_, xl in zip(ax, ("NFE", "training wall time (s, incl. compile)")):
+            a_.set_xscale("log"), a_.set_yscale("log"), a_.set_xlabel(xl), a_.set_ylabel(ylabel)
+            a_.grid(alpha=0.3)
+        ax[0].legend(fontsize=7)
+        fig.suptitle(f"{group}: quality vs NFE and vs training time")
+        fig.tight_layout()
+        path = os.path.join(docs, f"{group}_quality.png")
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        made.append(path)
+    for n, r in res.items():
+        if r.get("grid") is not None:
+            path = os.path.join(docs, f"samples_{n}.png")
+            save_png(path, r.pop("grid"))
+            r["grid_png"] = os.path.basename(path)
+    return made
+
+
+def write_md(res, fl, thr, meta, out):
+    rel = lambda p: os.path.relpath(p, os.path.dirname(out))  # noqa: E731
+    L = ["# Results: every method on one loop, on a laptop", "",
+         f"Machine: {meta['machine']}. Date: {meta['date']}. Command: `{meta['command']}` "
+         f"({meta['wall_min']:.1f} min). Regenerate with that command; quality numbers are seeded and "
+         "reproduce exactly, timings vary with machine load.", ""]
+    for group, title, cols in (
+            ("ring", "2-D 8-mode ring (exact teacher): energy distance to 2,048 mixture points (lower is better)",
+             ("energy",)),
+            ("digits", "Digits 8x8 (scikit-learn): FD_digits, precision, recall vs the 1,797 digits",
+             ("fd", "precision", "recall"))):
+        rs = {n: r for n, r in res.items() if r["run"]["group"] == group}
+        if not rs:
+            continue
+        floor = fl[group]
+        fl_txt = f"{floor:.4f}" if group == "ring" else ", ".join(f"{k} {v:.3f}" for k, v in floor.items())
+        L += [f"## {title}", "", f"Data floor (real vs real): {fl_txt}.", "",
+              "| run | config | steps x batch | train wall (s) | train img/s | NFE | " + " | ".join(cols)
+              + " | samples/s |", "|" + "---|" * (7 + len(cols))]
+        for n, r in rs.items():
+            if not r.get("rows"):
+                L.append(f"| {r['run']['label']} | `{r['run']['config']}` | | | | | {r.get('error', '')} |")
+                continue
+            t = r["train"]
+            for i, row in enumerate(r["rows"]):
+                head = (f"| {r['run']['label']} | `{r['run']['config']}"
+                        f"{''.join(f' --config.{k}={v}' for k, v in r['run']['overrides'])}` | "
+                        f"{t['steps']} x {t['batch']} | {t['wall_s']:.0f} | {t['train_img_per_s'] or 0:,.0f} |"
+                        if i == 0 else "| | | | | |")
+                L.append(head + f" {row['nfe']} | " + " | ".join(f"{row[k]:.4f}" for k in cols)
+                         + f" | {row['sample_per_s']:,.0f} |")
+        L.append("")
+        png = os.path.join(os.path.dirname(out), "results", f"{group}_quality.png")
+        if os.path.exists(png):
+            L += [f"![{group} quality]({rel(png)})", ""]
+        grids = [f"![{r['run']['label']}](results/{r['grid_png']})" for r in rs.values() if r.get("grid_png")]
+        if grids:
+            L += ["Samples (largest NFE of each run; seeds 0..):", "", " ".join(grids), ""]
+    rl = ratio_lines(res)
+    if rl:
+        L += ["## Ratios", "", "| comparison | quality | speed |", "|---|---|---|", *rl, ""]
+    if thr:
+        L += ["## Throughput (each script measures its own baseline in the same run)", ""]
+        for t in thr:
+            L += [f"`{t['cmd']}` ({t['wall_s']:.0f} s{'' if t['rc'] == 0 else ', FAILED rc=%d' % t['rc']})", "",
+                  "```", t["out"], "```", ""]
+    with open(out, "w") as f:
+        f.write("\n".join(L))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", help="comma list of groups (ring, digits) or run names")
+    p.add_argument("--root", default=os.path.join(ROOT, "checkpoints", "results"))
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "RESULTS.md"))
+    p.add_argument("--fresh", action="store_true", help="retrain finished runs")
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--num", type=int, default=2048, help="2-D samples per evaluation")
+    p.add_argument("--steps", type=int, help="cap every run's total_steps (a quick look; use another --root)")
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    import jax
+
+    from genmod import config_lib
+    from genmod.eval import proxy
+
+    want = set(a.only.split(",")) if a.only else None
+    runs = [r for r in RUNS if not want or r.name in want or r.group in want]
+    have = set(config_lib.available())
+    features = proxy.DigitsFeatures()
+    res, prev = {}, os.path.join(os.path.dirname(a.out), "results", "results.json")
+    if want and os.path.exists(prev):  # a partial rerun updates the previous report's rows
+        res = {k: v for k, v in json.load(open(prev))["runs"].items() if k in {r.name for r in RUNS}}
+    for r in runs:
+        entry = {"run": dataclasses.asdict(r)}
+        res[r.name] = entry
+        if r.config.split(":")[0] not in have:
+            entry["error"] = f"config {r.config.split(':')[0]} not in this checkout"
+            log(f"skip {r.name}: {entry['error']}")
+            continue
+        log(f"train {r.name} ({r.config})")
+        entry["train"] = train_run(r, a.root, a.fresh, a.steps)
+        log(f"  {entry['train']}")
+        entry["rows"], entry["grid"] = evaluate(r, a.root, a.num, features)
+        log("  " + "; ".join(f"nfe {x['nfe']}: " + ", ".join(f"{k} {v:.4g}" for k, v in x.items() if k != "nfe")
+                             for x in entry["rows"]))
+    fl = floors(a.num, features)
+    thr = [] if a.skip_throughput else throughput([r for r in runs if "train" in res[r.name]])
+    docs = os.path.join(os.path.dirname(a.out), "results")
+    os.makedirs(docs, exist_ok=True)
+    plots(res, docs)
+    dev = jax.devices()[0]
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on "
+                       f"{dev.platform} ({dev.device_kind}), load average at end {os.getloadavg()[0]:.1f}",
+            "date": datetime.date.today().isoformat(),
+            "command": "python benchmarks/results.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
+            "wall_min": (time.perf_counter() - t0) / 60, "classifier_accuracy": features.accuracy}
+    with open(os.path.join(docs, "results.json"), "w") as f:
+        json.dump({"meta": meta, "floors": fl, "runs": res, "throughput": thr}, f, indent=1, default=str)
+    write_md(res, fl, thr, meta, a.out)
+    log(f"wrote {a.out} ({meta['wall_min']:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
