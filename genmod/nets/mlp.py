@@ -27,7 +27,9 @@ class MLP(nn.Module):
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x, noise_labels, class_labels=None, *, train=False):
+    def __call__(self, x, noise_labels, class_labels=None, *, train=False, return_bottleneck=False):
+        """``return_bottleneck``: also return the last hidden features (B, hidden[-1]), as
+        SongUNet does, for heads that read the backbone (e.g. DMD2's GAN classifier)."""
         emb = fourier_embedding(noise_labels * self.noise_scale, self.emb_dim)
         emb = nn.Dense(self.emb_dim)(nn.silu(nn.Dense(self.emb_dim)(emb)))
         if self.label_dim and class_labels is not None:
@@ -37,4 +39,6 @@ class MLP(nn.Module):
             h = nn.silu(h + nn.Dense(h.shape[-1])(emb))
             h = nn.Dense(w)(h)
             h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.zeros)(nn.silu(h))
+        feats = nn.silu(h)
+        out = nn.Dense(self.out_dim, kernel_init=nn.initializers.zeros)(feats)
+        return (out, feats) if return_bottleneck else out
