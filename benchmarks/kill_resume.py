@@ -3,9 +3,11 @@ resumed run ends bit-identical to an uninterrupted one.
 
     python benchmarks/kill_resume.py --trials 20
 
-Each trial: start training (edm_toy, a checkpoint every 5 steps), SIGKILL it at a random
-moment after training starts, re-run the same command to completion, compare every leaf of
-the final state with the reference run. Prints one line per trial and a summary.
+Each trial: start training (edm_toy, a checkpoint every 5 steps), SIGKILL it 1-2 times at
+moments drawn uniformly over the run (async saves are in flight much of the time), check
+each restart resumes from the newest finalised checkpoint on disk at the kill (a partial
+save is never read), run to completion, and compare every leaf of the final state with an
+uninterrupted reference run. Prints one line per trial and a summary.
 """
 import argparse
 import os
@@ -24,20 +26,32 @@ ENV = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED"
 
 
 def run(workdir, kill_after=None):
-    """Run to completion, or SIGKILL ``kill_after`` seconds after the first step logs."""
+    """Run to completion, or SIGKILL ``kill_after`` seconds after the first step logs.
+    Returns (the 'resuming'/'unreadable' lines it printed, seconds from first step to exit)."""
     p = subprocess.Popen([sys.executable, "-m", "genmod.launch", *ARGS, "--workdir", workdir], cwd=REPO, env=ENV,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if kill_after is None:
-        out = p.communicate(timeout=600)[0]
-        assert p.returncode == 0, out[-2000:]
-        return out
+    head = []
     for line in p.stdout:
+        head.append(line)
         if "] step " in line or "complete" in line:
             break
-    time.sleep(kill_after)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    return None
+    t = time.perf_counter()
+    if kill_after is None:
+        rest = p.communicate(timeout=600)[0]
+        assert p.returncode == 0, (''.join(head) + rest)[-2000:]
+    else:
+        time.sleep(kill_after)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    notes = [ln.strip() for ln in head if "resuming from step" in ln or "complete at step" in ln or "unreadable" in ln]
+    return notes, time.perf_counter() - t
+
+
+def committed_steps(workdir):
+    """Checkpoint steps Orbax has finalised (a save in flight is a *.orbax-checkpoint-tmp-* dir)."""
+    d = os.path.join(workdir, "ckpt", "main")
+    names = os.listdir(d) if os.path.isdir(d) else []
+    return sorted(int(n) for n in names if n.isdigit()), [n for n in names if "tmp" in n]
 
 
 def final_state(workdir):
@@ -47,20 +61,29 @@ def final_state(workdir):
     return raw_state(workdir)
 
 
-def trial(ref_state, seed, root):
-    import numpy as np
+def trial(ref_state, seed, root, duration):
+    """Kill 1-2 times at uniform moments over the run, then finish. Every restart must resume
+    from the newest finalised checkpoint present at the kill (never a partial one)."""
     import jax
+    import numpy as np
 
     rng = random.Random(seed)
     wd = os.path.join(root, f"t{seed}")
-    kills = rng.randint(1, 2)
-    for _ in range(kills):
-        run(wd, kill_after=rng.uniform(0.0, 1.5))
-    out = run(wd)
+    kills, events, ok = rng.randint(1, 2), [], True
+    expect = None
+    for i in range(kills + 1):
+        notes, _ = run(wd, kill_after=rng.uniform(0.0, duration) if i < kills else None)
+        got = next((int(n.rsplit(" step ", 1)[1].split()[0]) for n in notes if "resuming" in n or "complete" in n), None)
+        if i > 0:
+            ok &= got == expect
+            events.append(f"resumed {got} (expected {expect})")
+        steps, partial = committed_steps(wd)
+        expect = steps[-1] if steps else None
+        if i < kills:
+            events.append(f"killed: ckpts {steps}" + (f" + partial {partial}" if partial else ""))
     state = final_state(wd)
     same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(ref_state), jax.tree.leaves(state)))
-    resumed = [line for line in out.splitlines() if "resuming from step" in line or "unreadable" in line]
-    return same, kills, resumed
+    return same and ok, events
 
 
 def main():
@@ -68,13 +91,14 @@ def main():
     p.add_argument("--trials", type=int, default=20)
     a = p.parse_args()
     root = tempfile.mkdtemp()
-    run(os.path.join(root, "ref"))
+    _, duration = run(os.path.join(root, "ref"))
     ref = final_state(os.path.join(root, "ref"))
+    print(f"reference run: {duration:.1f} s from first step to exit; kills drawn uniformly over it", flush=True)
     ok = 0
     for t in range(a.trials):
-        same, kills, resumed = trial(ref, t, root)
-        ok += same
-        print(f"trial {t}: {kills} kill(s); {'; '.join(resumed) or 'fresh start'}; bit-identical: {same}", flush=True)
+        good, events = trial(ref, t, root, duration)
+        ok += good
+        print(f"trial {t}: {'; '.join(events)}; resumed right and bit-identical: {good}", flush=True)
     shutil.rmtree(root, ignore_errors=True)
     print(f"{ok} passed, {a.trials - ok} failed")
     sys.exit(0 if ok == a.trials else 1)
