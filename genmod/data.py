@@ -243,12 +243,13 @@ class Pipeline:
         return out
 
     def _perm(self, epoch: int) -> np.ndarray:
-        """The seeded permutation of ``epoch`` (the last two are cached)."""
+        """The seeded permutation of ``epoch`` (the two most recently computed are cached; a
+        later stage restarts at step 0, so an older epoch can follow a newer one)."""
         cache = self.__dict__.setdefault("_perms", {})
         if epoch not in cache:
             cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            for old in sorted(cache)[:-2]:
-                del cache[old]
+            while len(cache) > 2:  # evict in insertion order: never the one just added
+                del cache[next(iter(cache))]
         return cache[epoch]
 
     def host_batch(self, step: int, rows: np.ndarray) -> dict:

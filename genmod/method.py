@@ -82,6 +82,13 @@ class Method:
         """What ``sample`` gets: the EMA weights by default."""
         return state.ema
 
+    def host_step(self, step: int, state: TrainState, workdir: str):
+        """Host-side hook, outside jit: the loop calls it with the state after ``step`` steps
+        (at the stage's start or resume, then after every step, before that step's checkpoint).
+        For file I/O a rule cannot do, e.g. recording snapshots or swapping a large read-only
+        input. Returns a new ``frozen`` dict for the following steps, or None (unchanged)."""
+        return None
+
 
 def get_method(config, frozen=None) -> Method:
     """``config.method`` names ``genmod.methods.<name>`` or any importable module path;

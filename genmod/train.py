@@ -150,6 +150,13 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
     if step:
         log(f"[{stage.name}] resuming from step {step}")
     repl = sharding.replicated(run.mesh)
+
+    def host_step(step, state):
+        frozen = method.host_step(step, state, workdir)
+        if frozen is not None:
+            run.frozen = jax.device_put(frozen, repl)
+
+    host_step(step, state)
     rules = {k: jax.jit(fn, donate_argnums=0, out_shardings=(run.shardings, repl))
              for k, fn in method.rules().items()}
     preview = jax.jit(method.sample, out_shardings=repl) if config.sample_every and config.num_preview else None
@@ -166,6 +173,7 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
                 jax.block_until_ready(history[-inflight - 1])
             step += 1
             ran += 1
+            host_step(step, state)
             if ran == 1:
                 jax.block_until_ready(state)
                 progress.tick(step)

@@ -27,6 +27,10 @@ def test_stream_covers_each_example_once_per_epoch():
     # batches straddling an epoch boundary stay exact
     q = data.Pipeline(cfg(source="gmm:ring", shape=(2,), size=50), batch_size=32, seed=0)
     np.testing.assert_array_equal(np.sort(np.concatenate([q.indices(0), q.indices(1)[:18]])), np.arange(50))
+    # a later stage restarts at step 0 after the stream reached epoch 3 (the permutation cache
+    # once evicted the epoch it had just computed)
+    for s in (0, 3, 6, 9, 0, 4):
+        np.testing.assert_array_equal(p.indices(s), data.Pipeline(p.cfg, 32, seed=3).indices(s))
 
 
 def test_sharded_batch_equals_host_batch():

@@ -132,13 +132,17 @@ class Method(method.Method):
     def fake(self, p, x, sigma, labels, features=False):
         return self.D.apply({"params": p}, x, sigma, labels, return_bottleneck=features)
 
+    def target(self, frozen, x, sigma, labels):
+        """The denoiser the generator is matched to: the teacher (DisBack: a path checkpoint)."""
+        return self.teacher.denoise(frozen["teacher"], x, sigma, labels)
+
     def real(self, frozen, x, sigma, labels):
-        """Teacher denoiser, with classifier-free guidance D_u + w (D_c - D_u) when conditional."""
-        D = self.teacher.denoise(frozen["teacher"], x, sigma, labels)
+        """``target``, with classifier-free guidance D_u + w (D_c - D_u) when conditional."""
+        D = self.target(frozen, x, sigma, labels)
         w = self.c.real_guidance
         if labels is None or w == 1.0:
             return D
-        D_u = self.teacher.denoise(frozen["teacher"], x, sigma, jnp.zeros_like(labels))
+        D_u = self.target(frozen, x, sigma, jnp.zeros_like(labels))
         return D_u + w * (D - D_u)
 
     def logit(self, p_fake, p_head, x, labels, key):
@@ -228,8 +232,8 @@ class Method(method.Method):
         return method.finish_step(state.replace(extra=extra), {"gen/loss": loss, **m, **mu})
 
     # -- critic ---------------------------------------------------------------------------------
-    def critic_step(self, state, batch, frozen, x=None, labels=None):
-        """``x``: the samples to fit (default: fresh sg(G(z)))."""
+    def critic_step(self, state, batch, frozen, x=None, labels=None, gan=None):
+        """``x``: the samples to fit (default: fresh sg(G(z))); ``gan``: False for DSM only."""
         c, P = self.c, state.params
         k_gen, k_t, k_n, k_f, k_r = (state.key(i) for i in range(5))
         if x is None:
@@ -238,7 +242,7 @@ class Method(method.Method):
         real, real_labels = batch["x"], method.onehot(batch, self.num_classes)
         sigma = self.sigma(k_t, x.shape[0], 0, c.num_levels - 1)
         x_t = x + _bc(sigma, x) * jax.random.normal(k_n, x.shape)
-        gan = bool(c.gan_critic_weight)
+        gan = bool(c.gan_critic_weight) if gan is None else gan
 
         def loss_fn(q):
             err = (self.fake(q["fake"], x_t, sigma, labels) - x) ** 2
