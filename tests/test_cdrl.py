@@ -26,6 +26,20 @@ def test_schedule_matches_the_official_table():
     np.testing.assert_allclose(L.r, [*(L.ab_t[:5] / L.ab_s[:5]), 1.0], rtol=1e-6)  # top level: r = 1
 
 
+def test_cifar10_config_has_the_published_settings():
+    c = config_lib.load("cdrl_cifar10")
+    k = c.cdrl
+    assert (k.levels, k.langevin_steps, c.sample.nfe, k.logsnr_min, k.logsnr_max) == (6, 15, 15, -5.1, 9.8)
+    assert (k.b2, k.step_c, k.tweedie, k.initializer, k.variance_reduction, k.init_noise) == (4e-4, "level", 2.0, True,
+                                                                                             True, True)
+    assert (c.optim.ebm.lr, c.optim.init.lr, c.batch_size, c.total_steps) == (1e-4, 1e-5, 256, 500_000)
+    assert (c.optim.ebm.clip, c.optim.init.clip, c.optim.ebm.warmup_steps) == (1.0, 1.0, 10_000)
+    assert abs(0.5 ** (c.batch_size / c.ema.halflife_img) - 0.9999) < 1e-9 and c.ema.rampup == 0
+    e = c.ebm_net
+    assert (e.ch, tuple(e.ch_mult), e.num_blocks, e.spectral_norm) == (128, (1, 2, 2, 2), 8, True)
+    assert (c.init_net.model_channels, tuple(c.init_net.channel_mult), c.init_net.num_blocks) == (64, (1, 1, 1), 3)
+
+
 @pytest.mark.parametrize("t", [3, 6])  # a coupled level, and the top level (no coupling)
 def test_langevin_on_a_quadratic_energy_reaches_the_gaussian(t):
     """f(y) = -d2 |y - m|^2 / (2 tau2): the recovery chain's target is the product of N(m, tau2)
@@ -145,12 +159,15 @@ def proposal_bias(s, p_init, n=96, reps=256):
 
 
 def test_cdrl_learns_the_mixture_and_its_initializer_approaches_the_chain(runs):
+    """Measured (400 steps, K=4): energy distance 4.42 at step 1 -> 0.019 (initializer alone
+    0.042); the refined samples' mean offset from the proposals 0.125 -> 0.006."""
     trained_s, untrained_s = sample.Sampler(str(runs / "cdrl")), sample.Sampler(str(runs / "cdrl"), step=1)
     trained, untrained = (toy.energy_distance(s(SEEDS), REF) for s in (trained_s, untrained_s))
     init_only = toy.energy_distance(sample.Sampler(str(runs / "cdrl"), nfe=0)(SEEDS), REF)
     bias_trained, bias_untrained = (proposal_bias(trained_s, s.params["init"]) for s in (trained_s, untrained_s))
     print(f"cdrl K={K}: energy distance untrained {untrained:.4f} trained {trained:.4f} (initializer alone "
-          f"{init_only:.4f}); refined-vs-proposal mean^2: step-1 initializer {bias_untrained:.4f}, trained {bias_trained:.4f}")
+          f"{init_only:.4f}); refined-vs-proposal mean^2: step-1 initializer {bias_untrained:.4f}, "
+          f"trained {bias_trained:.4f}")
     assert trained < 0.03 and trained < untrained / 20, (trained, untrained)
     assert bias_trained < bias_untrained / 5, (bias_trained, bias_untrained)
 
