@@ -15,13 +15,13 @@ held-out digits above bicubic upsampling's (tests/test_crossflow.py measures a s
 from genmod import config_lib
 from genmod.methods import crossflow
 
-UNET = dict(arch="unet", model_channels=32, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(), dropout=0.0)
+UNET = dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(), dropout=0.0)
 
 
 def mnist(c):
     c.data.source, c.data.shape = "npz:../shared/data/mnist.npz", (28, 28, 1)
     c.crossflow.factor = 4
-    c.net.channel_mult, c.net.attn_resolutions = (1, 2, 2), (7,)
+    c.net.model_channels, c.net.channel_mult, c.net.attn_resolutions = 32, (1, 2, 2), (7,)
     c.total_steps = 20_000
 
 
@@ -49,7 +49,7 @@ def get_config(arg=None):
     c.crossflow.enc = dict(width=16, hidden=128)
     c.data.source, c.data.shape = "digits", (8, 8, 1)
     c.net = config_lib.ConfigDict(UNET)
-    c.total_steps, c.batch_size = 2000, 64
+    c.total_steps, c.batch_size = 2000, 32
     c.optim.net.lr = 2e-3
     c.optim.net.warmup_steps = 100
     c.ema.halflife_img, c.ema.rampup = 20_000.0, 0.05

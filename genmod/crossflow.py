@@ -31,7 +31,9 @@ def kl(mu, logvar, kind="standard"):
     """Per-sample KL(N(mu, e^logvar) || N(0, I)) summed over dims (paper, weight 1e-4).
     ``official``: the CrossFlow code's variant with (0.3 mu)^6 for mu^2 (weight 1e-2): small
     means cost less, large means much more (an empirical tweak for diversity, issue #10)."""
-    m2 = {"standard": lambda m: m**2, "official": lambda m: (0.3 * m) ** 6}[kind](mu)
+    if kind not in ("standard", "official"):
+        raise ValueError(f"unknown KL {kind!r}: use standard or official")
+    m2 = mu**2 if kind == "standard" else (0.3 * mu) ** 6
     e = 0.5 * (m2 + jnp.exp(logvar) - 1.0 - logvar)
     return e.reshape(e.shape[0], -1).sum(-1)
 
@@ -74,11 +76,11 @@ def indicator(null):
 
 
 def guided(F, w):
-    """v = v_u + w (v_c - v_u) from one batched call (w == 1: the conditional branch alone).
-    ``F(z, t, null)`` with ``null`` a (B,) bool."""
+    """v = v_u + w (v_c - v_u) from one batched call (a Python w == 1: the conditional branch
+    alone; a traced w always evaluates both). ``F(z, t, null)`` with ``null`` a (B,) bool."""
     def v(z, t):
         B = z.shape[0]
-        if w == 1:
+        if isinstance(w, (int, float)) and w == 1:
             return F(z, t, jnp.zeros(B, bool))
         out = F(jnp.concatenate([z, z]), t, jnp.concatenate([jnp.zeros(B, bool), jnp.ones(B, bool)]))
         vc, vu = out[:B], out[B:]

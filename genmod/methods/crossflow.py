@@ -18,6 +18,8 @@ Explicit APIs beyond the loop's ``sample``: ``condition(captions=|label=|image=)
 """
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -61,11 +63,25 @@ def down(x, f):
     return x.reshape(B, H // f, f, W // f, f, C).mean((2, 4))
 
 
+def _check(cc, shape, num_classes):
+    """Bad settings -> one clear ValueError line."""
+    for key, valid in (("source", ("text", "class", "image")), ("kl", ("standard", "official")),
+                       ("solver", ("crossflow", "euler", "heun")), ("logit_scale", ("raw", "exp")),
+                       ("t_dist", ("logit_normal", "uniform"))):
+        if cc[key] not in valid:
+            raise ValueError(f"crossflow.{key}={cc[key]!r}; valid: {', '.join(valid)}")
+    if cc.source in ("text", "class") and not num_classes:
+        raise ValueError(f"crossflow.source={cc.source!r} builds its condition from labels: set data.num_classes")
+    if cc.source == "image" and (len(shape) != 3 or shape[0] % cc.factor or shape[1] % cc.factor):
+        raise ValueError(f"crossflow.factor={cc.factor} does not divide the image shape {tuple(shape)}")
+
+
 class Method(method.Method):
     def __init__(self, config, frozen=None):
         super().__init__(config, frozen)
         c, cc = config, config.crossflow
         self.shape, self.num_classes = tuple(c.data.shape), c.data.num_classes
+        _check(cc, self.shape, self.num_classes)
         self.net = nets.build(c.net, self.shape, 2)  # label = the CFG indicator
         v = dict(cc.ve)
         if cc.source == "image":
@@ -83,8 +99,13 @@ class Method(method.Method):
         if cc.source == "class":
             return np.arange(self.num_classes, dtype=np.int32)[:, None, None], None, None, self.num_classes
         if cc.features:
+            if not os.path.exists(cc.features):
+                raise ValueError(f"crossflow.features: file not found: {cc.features}")
             with np.load(cc.features, allow_pickle=False) as f:
                 feat = f["features"].astype(np.float32)
+                if feat.ndim not in (3, 4) or len(feat) < self.num_classes:
+                    raise ValueError(f"{cc.features}: features must be (K[, J], L, F) with K >= num_classes="
+                                     f"{self.num_classes}, got {feat.shape}")
                 feat = feat[:, None] if feat.ndim == 3 else feat
                 mask = f["mask"].reshape(feat.shape[:3]).astype(np.float32) if "mask" in f else np.ones(feat.shape[:3], np.float32)
                 caps = f["captions"].reshape(feat.shape[:2]) if "captions" in f else None

@@ -5,6 +5,10 @@ label (for CrossFlow the 2-way CFG indicator) entering every block through adaLN
 the DiT port of the CrossFlow code (``t_emb + Embedding(2)[indicator]``). ``Block`` without
 a condition is a pre-LN transformer layer, reused by the text Variational Encoder.
 
+``label_init`` is the std of the label embedding (DiT: 0.02). A 2-way CFG indicator seen on
+only ~10% of a batch is learned slowly from 0.02 (a product of two near-zero factors through
+the zero-initialised adaLN); the short offline CrossFlow runs use 1.0.
+
 Call signature as the other backbones: ``F(x, c_noise, class_labels_onehot, train=...)``.
 """
 from __future__ import annotations
@@ -72,6 +76,7 @@ class DiT(nn.Module):
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     freq_dim: int = 256
+    label_init: float = 0.02  # std of the label (indicator) embedding, DiT's 0.02
 
     @nn.compact
     def __call__(self, x, noise_labels, class_labels=None, augment_labels=None, *, train=False):
@@ -86,7 +91,8 @@ class DiT(nn.Module):
         c = nn.Dense(self.width, kernel_init=init)(nn.silu(nn.Dense(self.width, kernel_init=init)(c)))
         if self.label_dim:  # one-hot @ W == Embedding(label_dim)[label]
             lab = jnp.zeros((B, self.label_dim)) if class_labels is None else class_labels
-            c = c + nn.Dense(self.width, use_bias=False, kernel_init=init)(lab.astype(jnp.float32))
+            c = c + nn.Dense(self.width, use_bias=False, kernel_init=nn.initializers.normal(self.label_init))(
+                lab.astype(jnp.float32))
         for _ in range(self.depth):
             h = Block(self.width, self.heads, self.mlp_ratio, self.dropout)(h, c, train=train)
         shift, scale = jnp.split(nn.Dense(2 * self.width, kernel_init=_zeros)(nn.silu(c))[:, None], 2, -1)
