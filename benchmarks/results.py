@@ -64,6 +64,8 @@ RUNS = [
     Run("dmd2_digits", "dmd2_digits", (1,), "DMD2", (("teacher.workdir", "{root}/edm_digits"),), "digits", "student"),
     Run("fdistill_kl_digits", "dmd2_digits:fkl", (1,), "f-distill kl", (("teacher.workdir", "{root}/edm_digits"),),
         "digits", "student"),
+    Run("crossflow_digits", "crossflow_captions", (1, 2, 5, 10), "CrossFlow (caption -> image, w=3)",
+        group="digits"),
 ]
 
 

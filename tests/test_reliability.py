@@ -89,8 +89,8 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     import kill_resume
 
     ref_wd = str(tmp_path / "ref")
-    kill_resume.run(ref_wd)
+    _, duration = kill_resume.run(ref_wd)
     ref = kill_resume.final_state(ref_wd)
     for seed in (0, 1):
-        same, kills, resumed = kill_resume.trial(ref, seed, str(tmp_path))
-        assert same, (seed, kills, resumed)
+        same, events = kill_resume.trial(ref, seed, str(tmp_path), duration)
+        assert same, (seed, events)
