@@ -17,25 +17,17 @@ checkpoint), not the EDM teacher used here. Published CIFAR-10 FID: not stated i
 material we have [unverified]; the paper claims faster convergence than Diff-Instruct alone.
 """
 from genmod import config_lib
-from genmod.methods import disback, dmd2, fdistill
+from genmod.methods import disback, dmd2
 from genmod.nets import unet
 
 
 def smoke(c):
-    config_lib.smoke32(c)
-    c.teacher.workdir = "init"
-    c.disback.num_ckpts, c.disback.record_every = 1, 1  # one path checkpoint: no retrace at a switch
-    c.total_steps = 1 + 3
+    disback.smoke(config_lib.smoke32(c))
 
 
 def get_config(arg=None):
     c = config_lib.base()
-    c.method = "disback"
-    c.disback = disback.defaults()
-    c.disback.base, c.disback.num_ckpts, c.disback.record_every, c.disback.switch_every = "vsd", 10, 100, 1000
-    c.dmd2, c.fdistill = dmd2.defaults(), fdistill.defaults()
-    c.dmd2.loss, c.dmd2.ttur, c.dmd2.gan_gen_weight, c.dmd2.gan_critic_weight = "vsd", 1, 0.0, 0.0
-    c.teacher = config_lib.ConfigDict(dict(workdir="checkpoints/edm_cifar10", step=0))
+    disback.vsd_image(c, "checkpoints/edm_cifar10")
     c.data.source, c.data.shape, c.data.flip = "tfds:cifar10", (32, 32, 3), True
     c.net = config_lib.ConfigDict(dict(arch="unet", **unet.ddpmpp_cifar10()))
     c.optim = dmd2.optim(lr=1e-5, weight_decay=0.0, clip=0.0, b1=0.0)

@@ -23,16 +23,11 @@ import math
 
 from genmod import config_lib
 from genmod.methods import dmd2
-
-ADM_LIKE = dict(arch="unet", model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
-                attn_resolutions=(32, 16, 8), dropout=0.1, embedding_type="positional", channel_mult_noise=1,
-                encoder_type="standard", decoder_type="standard", resample_filter=(1, 1))
+from genmod.nets import unet
 
 
 def smoke(c):
-    config_lib.smoke(c, dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1,
-                             attn_resolutions=(), dropout=0.0), data_source="synthetic:64x64x3")
-    c.data.num_classes = 10
+    config_lib.smoke64(c)
     c.teacher.workdir = "init"
 
 
@@ -49,7 +44,7 @@ def get_config(arg=None):
     c.dmd2.gan_gen_weight, c.dmd2.gan_critic_weight, c.dmd2.ttur = 3e-3, 1e-2, 5
     c.teacher = config_lib.ConfigDict(dict(workdir="checkpoints/edm_imagenet64", step=0))
     c.data.source, c.data.shape, c.data.num_classes = "tfds:imagenet_resized/64x64", (64, 64, 3), 1000
-    c.net = config_lib.ConfigDict(ADM_LIKE)
+    c.net = config_lib.ConfigDict(dict(arch="unet", **unet.adm_imagenet64()))
     c.optim = dmd2.optim(lr=2e-6, warmup_steps=500, weight_decay=0.01, clip=10.0)
     c.total_steps, c.batch_size = 240_000, 280
     c.sample.nfe = 1

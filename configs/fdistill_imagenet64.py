@@ -19,9 +19,7 @@ from genmod.methods import fdistill
 
 
 def smoke(c):
-    config_lib.smoke(c, dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1,
-                             attn_resolutions=(), dropout=0.0), data_source="synthetic:64x64x3")
-    c.data.num_classes = 10
+    config_lib.smoke64(c)
     c.teacher.workdir = "init"
 
 

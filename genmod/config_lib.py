@@ -95,6 +95,14 @@ def smoke32(c: ConfigDict, **net_kw) -> ConfigDict:
     return smoke(c, {**net, **net_kw}, data_source="synthetic:32x32x3")
 
 
+def smoke64(c: ConfigDict) -> ConfigDict:
+    """``smoke`` for the class-conditional 64x64x3 (ImageNet-64) configs: 16-channel U-Net, 10 classes."""
+    smoke(c, dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(),
+                  dropout=0.0), data_source="synthetic:64x64x3")
+    c.data.num_classes = 10
+    return c
+
+
 def available() -> list[str]:
     names = set()
     for d in (os.path.join(os.getcwd(), "configs"), REPO_CONFIGS):

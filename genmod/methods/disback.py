@@ -53,6 +53,23 @@ def defaults():
     ))
 
 
+def vsd_image(c, teacher_workdir):
+    """The paper's setting for EDM teachers: VSD / Diff-Instruct base (1:1 updates, no GAN),
+    N = 10 path checkpoints 100 steps apart, a target switch every 1000 steps."""
+    c.method, c.disback = "disback", defaults()
+    c.dmd2, c.fdistill = dmd2.defaults(), fdistill.defaults()
+    c.dmd2.loss, c.dmd2.ttur, c.dmd2.gan_gen_weight, c.dmd2.gan_critic_weight = "vsd", 1, 0.0, 0.0
+    c.teacher = ml_collections.ConfigDict(dict(workdir=teacher_workdir, step=0))
+    return c
+
+
+def smoke(c):
+    """After ``config_lib.smoke``: untrained teacher, one path checkpoint (no retrace at a switch)."""
+    c.teacher.workdir = "init"
+    c.disback.num_ckpts, c.disback.record_every = 1, 1
+    c.total_steps = 1 + 3
+
+
 def stage_steps(config):
     """(record steps, backtrack steps, switch steps), validated."""
     d = config.disback

@@ -459,3 +459,10 @@ def ncsnpp_cifar10() -> dict:
                 attn_resolutions=(16,), dropout=0.13, embedding_type="fourier",
                 channel_mult_noise=2, fourier_scale=16.0, encoder_type="residual",
                 decoder_type="standard", resample_filter=(1, 3, 3, 1))
+
+
+def adm_imagenet64() -> dict:
+    """ADM-width SongUNet standing in for EDM's ImageNet-64 ADM (genmod has no ADM) [unverified]."""
+    return dict(model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
+                attn_resolutions=(32, 16, 8), dropout=0.1, embedding_type="positional", channel_mult_noise=1,
+                encoder_type="standard", decoder_type="standard", resample_filter=(1, 1))
