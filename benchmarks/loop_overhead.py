@@ -8,12 +8,14 @@ Prints both figures and their ratio (goal >= 0.95).
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 
 import jax
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from genmod import config_lib, data, sharding, train
 
 

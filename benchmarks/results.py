@@ -11,8 +11,10 @@ points; digits (8x8, scikit-learn): FD_digits and k-NN precision/recall in the f
 seeded digit classifier (genmod/eval/proxy.py; comparable across rows, not with FIDs), 898
 samples vs a fixed half (899) of the digits; the other half scores the real-data floor (FD
 is biased by the sample count, so every row uses the same counts). The generators trained
-on all 1,797 digits (there is no held-out split), so memorisation can score below the floor. Each run trains into checkpoints/results/<run>; a finished
-run is not retrained (its timing is kept in the workdir), so a rerun only re-evaluates.
+on all 1,797 digits (there is no held-out split), so memorisation can score below the floor.
+Each run trains into checkpoints/results/<run>; a finished run is not retrained (its timing
+is kept in the workdir), so a rerun only re-evaluates; an unfinished one (interrupted) is
+restarted from scratch so that its wall time is whole.
 Everything is seeded: a rerun reproduces the quality numbers; timings vary with load.
 """
 from __future__ import annotations
@@ -97,6 +99,9 @@ def train_run(run, root, fresh=False, steps=None):
         shutil.rmtree(wd)
     if os.path.exists(rec_path):
         return json.load(open(rec_path))
+    if os.path.isdir(wd):  # interrupted earlier: restart, so the wall time covers the whole run
+        log(f"  {wd}: unfinished earlier run, restarting it")
+        shutil.rmtree(wd)
     c = load_config(run, root, steps)
     t = time.perf_counter()
     status = train.train(c, wd, log=lambda *_: None)
@@ -177,10 +182,19 @@ def run_script(args, timeout=1800):
     return {"cmd": "python " + " ".join(args), "out": out, "rc": p.returncode, "wall_s": time.perf_counter() - t}
 
 
-def throughput(runs):
+def throughput(runs, root):
+    """Loop overhead, img/s of every rule of every run's config (one f-divergence: the rules
+    cost the same), Inception features vs pytorch-fid. Multi-stage methods time their first
+    stage (DisBack's stage 2 runs its base's rules: the VSD row)."""
     jobs = [["benchmarks/loop_overhead.py", "--config", "edm_toy", "--steps", "1000", "--rounds", "3"]]
-    for cfg in dict.fromkeys(r.config for r in runs):
-        jobs.append(["benchmarks/step_throughput.py", "--config", cfg, "--steps", "20"])
+    seen = set()
+    for r in runs:
+        key = (r.config, () if r.role == "fdiv" else r.overrides)
+        if key not in seen:
+            seen.add(key)
+            rel = os.path.relpath(root, ROOT)
+            ov = [a for k, v in key[1] if k != "total_steps" for a in ("--override", f"{k}={v.format(root=rel)}")]
+            jobs.append(["benchmarks/step_throughput.py", "--config", r.config, "--steps", "20", *ov])
     try:
         import torch  # noqa: F401
 
@@ -355,7 +369,7 @@ def main(argv=None):
         log("  " + "; ".join(f"nfe {x['nfe']}: " + ", ".join(f"{k} {v:.4g}" for k, v in x.items() if k != "nfe")
                              for x in entry["rows"]))
     fl = floors(a.num, features)
-    thr = [] if a.skip_throughput else throughput([r for r in runs if "train" in res[r.name]])
+    thr = [] if a.skip_throughput else throughput([r for r in runs if "train" in res[r.name]], a.root)
     if not thr and want and os.path.exists(prev):
         thr = json.load(open(prev)).get("throughput", [])
     docs = os.path.join(os.path.dirname(a.out), "results")

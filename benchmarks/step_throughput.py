@@ -8,11 +8,14 @@ on the real jitted rules with the config's own network, on whatever device JAX s
 Prints one line per rule: img/s and ms/step (compile excluded), plus the device.
 """
 import argparse
+import os
+import sys
 import tempfile
 import time
 
 import jax
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from genmod import config_lib, data, sharding, train
 
 
