@@ -245,7 +245,9 @@ def ratio_lines(res):
     return L
 
 
-def plots(res, docs):
+def plots(res, docs, stamp):
+    """Quality vs NFE and vs training time per group (``stamp``: machine, date, command), and
+    the sample grids."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,18 +260,21 @@ def plots(res, docs):
         rs = {n: r for n, r in res.items() if r["run"]["group"] == group and r.get("rows")}
         if not rs:
             continue
-        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-        for n, r in rs.items():
+        fig, ax = plt.subplots(1, 2, figsize=(13, 4.5))
+        colors = plt.get_cmap("tab20").colors
+        for i, (n, r) in enumerate(rs.items()):
             nf = [row["nfe"] for row in r["rows"]]
             ys = [row[key] for row in r["rows"]]
-            ax[0].plot(nf, ys, "o-" if len(nf) > 1 else "o", label=r["run"]["label"])
-            ax[1].plot([r["train"]["wall_s"]], [min(ys)], "o", label=r["run"]["label"])
+            ax[0].plot(nf, ys, "o-" if len(nf) > 1 else "o", color=colors[i % 20], label=r["run"]["label"])
+            ax[1].plot([r["train"]["wall_s"]], [min(ys)], "o", color=colors[i % 20])
         for a_, xl in zip(ax, ("NFE", "training wall time (s, incl. compile)")):
             a_.set_xscale("log"), a_.set_yscale("log"), a_.set_xlabel(xl), a_.set_ylabel(ylabel)
             a_.grid(alpha=0.3)
-        ax[0].legend(fontsize=7)
+        ax[1].set_ylabel(f"best {ylabel} over NFE")
+        fig.legend(*ax[0].get_legend_handles_labels(), loc="center right", fontsize=7)
         fig.suptitle(f"{group}: quality vs NFE and vs training time")
-        fig.tight_layout()
+        fig.text(0.5, 0.01, stamp, ha="center", fontsize=7, color="0.3")
+        fig.tight_layout(rect=(0, 0.04, 0.78, 1))
         path = os.path.join(docs, f"{group}_quality.png")
         fig.savefig(path, dpi=80)
         plt.close(fig)
@@ -286,8 +291,10 @@ def write_md(res, fl, thr, meta, out):
     rel = lambda p: os.path.relpath(p, os.path.dirname(out))  # noqa: E731
     L = ["# Results: every method on one loop, on a laptop", "",
          f"Machine: {meta['machine']}. Date: {meta['date']}. Command: `{meta['command']}` "
-         f"({meta['wall_min']:.1f} min). Regenerate with that command; quality numbers are seeded and "
-         "reproduce exactly, timings vary with machine load.", ""]
+         f"({meta['wall_min']:.1f} min; training every run from scratch adds the train walls below, "
+         f"{sum(r['train']['wall_s'] for r in res.values() if 'train' in r) / 60:.0f} min). Regenerate "
+         "with that command; quality numbers are seeded and reproduce exactly, timings vary with machine load.",
+         ""]
     for group, title, cols in (
             ("ring", "2-D 8-mode ring (exact teacher): energy distance to 2,048 mixture points (lower is better)",
              ("energy",)),
@@ -374,13 +381,13 @@ def main(argv=None):
         thr = json.load(open(prev)).get("throughput", [])
     docs = os.path.join(os.path.dirname(a.out), "results")
     os.makedirs(docs, exist_ok=True)
-    plots(res, docs)
     dev = jax.devices()[0]
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on "
                        f"{dev.platform} ({dev.device_kind}), load average at end {os.getloadavg()[0]:.1f}",
             "date": datetime.date.today().isoformat(),
             "command": "python benchmarks/results.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
             "wall_min": (time.perf_counter() - t0) / 60, "classifier_accuracy": features.accuracy}
+    plots(res, docs, f"{meta['machine'].split(', load')[0]} | {meta['date']} | {meta['command']}")
     with open(os.path.join(docs, "results.json"), "w") as f:
         json.dump({"meta": meta, "floors": fl, "runs": res, "throughput": thr}, f, indent=1, default=str)
     write_md(res, fl, thr, meta, a.out)
