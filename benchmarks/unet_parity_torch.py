@@ -4,8 +4,8 @@ Not part of the test suite (needs torch and EDM's source, neither of which this 
 ships). Usage:
 
     pip install torch            # CPU wheel is enough
-    git clone https://github.com/NVlabs/edm /tmp/edm   # any checkout with training/networks.py
-    python benchmarks/unet_parity_torch.py /tmp/edm
+    git clone https://github.com/NVlabs/edm ../edm   # any checkout with training/networks.py
+    python benchmarks/unet_parity_torch.py ../edm
 
 (``torch_utils.persistence`` is stubbed if missing.) For several tiny configurations it
 builds the torch network, randomises every parameter (so the 1e-5 "init_zero" layers do
