@@ -187,12 +187,11 @@ def throughput(runs, root):
     cost the same), Inception features vs pytorch-fid. Multi-stage methods time their first
     stage (DisBack's stage 2 runs its base's rules: the VSD row)."""
     jobs = [["benchmarks/loop_overhead.py", "--config", "edm_toy", "--steps", "1000", "--rounds", "3"]]
-    seen = set()
+    seen, rel = set(), os.path.relpath(root, ROOT)
     for r in runs:
         key = (r.config, () if r.role == "fdiv" else r.overrides)
         if key not in seen:
             seen.add(key)
-            rel = os.path.relpath(root, ROOT)
             ov = [a for k, v in key[1] if k != "total_steps" for a in ("--override", f"{k}={v.format(root=rel)}")]
             jobs.append(["benchmarks/step_throughput.py", "--config", r.config, "--steps", "20", *ov])
     try:
