@@ -37,8 +37,7 @@ def smoke(c):
     config_lib.smoke(c, data_source="synthetic:32x32x3")
     c.ebm_net = config_lib.ConfigDict(dict(arch="genmod.nets.ebm:energy", ch=8, ch_mult=(1, 2), num_blocks=1,
                                            spectral_norm=True))
-    c.init_net = config_lib.ConfigDict(dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1,
-                                            attn_resolutions=(16,), dropout=0.1))
+    c.init_net = config_lib.ConfigDict(dict(config_lib.TINY_UNET, dropout=0.1))
     c.cdrl.langevin_steps = 2
 
 

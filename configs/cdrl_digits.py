@@ -19,7 +19,7 @@ ADAM = dict(name="adam", b1=0.9, b2=0.999, eps=1e-8, warmup_img=0, weight_decay=
 
 def smoke(c):
     config_lib.smoke(c)
-    c.ebm_net.ch, c.init_net.model_channels = 8, 16
+    c.ebm_net.ch, c.init_net.model_channels, c.init_net.channel_mult = 8, 16, (1,)
     c.cdrl.langevin_steps = 2
 
 

@@ -12,6 +12,10 @@ from genmod import config_lib
 from genmod.methods import cm
 
 
+def smoke(c):
+    config_lib.smoke(c, dict(config_lib.TINY_UNET, dropout=0.1))
+
+
 def get_config(arg=None):
     c = config_lib.base()
     c.method = "cm"
@@ -24,4 +28,4 @@ def get_config(arg=None):
     c.optim.net.name, c.optim.net.lr = "radam", 5e-4
     c.ema.halflife_img, c.ema.rampup = 50_000.0, 0.05
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 200, 1000, 1000, 64
-    return config_lib.apply_presets(c, arg, {"smoke": lambda c: config_lib.smoke(c)})
+    return config_lib.apply_presets(c, arg, {"smoke": smoke})

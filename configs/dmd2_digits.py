@@ -15,11 +15,8 @@ is not reached at this length: the students keep sharp digits but drop modes (re
 from genmod import config_lib
 from genmod.methods import dmd2, fdistill
 
-TINY_UNET = dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(), dropout=0.0)
-
-
 def smoke(c):
-    config_lib.smoke(c, TINY_UNET)
+    config_lib.smoke(c, config_lib.TINY_UNET)
     c.teacher.workdir = "init"
 
 

@@ -12,9 +12,6 @@ FD_digits 2.15 at 35 NFE (real vs real 2.34; docs/RESULTS.md).
 from genmod import config_lib
 from genmod.methods import edm
 
-TINY_UNET = dict(arch="unet", model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(),
-                 dropout=0.0)
-
 
 def get_config(arg=None):
     c = config_lib.base()
@@ -28,4 +25,4 @@ def get_config(arg=None):
     c.optim.net.warmup_steps = 200
     c.ema.halflife_img = 20_000.0
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 100, 500, 1000, 64
-    return config_lib.apply_presets(c, arg, {"smoke": lambda c: config_lib.smoke(c, TINY_UNET)})
+    return config_lib.apply_presets(c, arg, {"smoke": lambda c: config_lib.smoke(c, config_lib.TINY_UNET)})
