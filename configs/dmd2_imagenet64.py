@@ -28,6 +28,7 @@ from genmod.nets import unet
 
 def smoke(c):
     config_lib.smoke64(c)
+    c.dmd2.ttur = 1  # generator and critic rules both run within the 4 smoke steps
     c.teacher.workdir = "init"
 
 

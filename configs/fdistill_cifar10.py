@@ -19,6 +19,7 @@ from genmod.methods import fdistill
 
 def smoke(c):
     config_lib.smoke32(c)
+    c.dmd2.ttur = 1  # generator and critic rules both run within the 4 smoke steps
     c.teacher.workdir = "init"
 
 
