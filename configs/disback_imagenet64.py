@@ -19,8 +19,7 @@ from genmod.nets import unet
 
 
 def smoke(c):
-    config_lib.smoke64(c)
-    disback.smoke(c)
+    disback.smoke(config_lib.smoke64(c))
 
 
 def get_config(arg=None):

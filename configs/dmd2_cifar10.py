@@ -24,9 +24,7 @@ from genmod.nets import unet
 
 
 def smoke(c):
-    config_lib.smoke32(c)
-    c.dmd2.ttur = 1  # generator and critic rules both run within the 4 smoke steps
-    c.teacher.workdir = "init"
+    dmd2.smoke(config_lib.smoke32(c))
 
 
 def get_config(arg=None):

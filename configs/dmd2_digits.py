@@ -16,9 +16,7 @@ from genmod import config_lib
 from genmod.methods import dmd2, fdistill
 
 def smoke(c):
-    config_lib.smoke(c, config_lib.TINY_UNET)
-    c.dmd2.ttur = 1  # generator and critic rules both run within the 4 smoke steps
-    c.teacher.workdir = "init"
+    dmd2.smoke(config_lib.smoke(c, config_lib.TINY_UNET))
 
 
 def fkl(c):

@@ -27,9 +27,7 @@ from genmod.nets import unet
 
 
 def smoke(c):
-    config_lib.smoke64(c)
-    c.dmd2.ttur = 1  # generator and critic rules both run within the 4 smoke steps
-    c.teacher.workdir = "init"
+    dmd2.smoke(config_lib.smoke64(c))
 
 
 def no_gan(c):

@@ -15,13 +15,11 @@ Expected FID (50k, 1 step): 1.16 (recall 0.66) in the paper (forward-KL 1.21, re
 import math
 
 from genmod import config_lib
-from genmod.methods import fdistill
+from genmod.methods import dmd2, fdistill
 
 
 def smoke(c):
-    config_lib.smoke64(c)
-    c.dmd2.ttur = 1  # generator and critic rules both run within the 4 smoke steps
-    c.teacher.workdir = "init"
+    dmd2.smoke(config_lib.smoke64(c))
 
 
 def get_config(arg=None):

@@ -64,8 +64,8 @@ def vsd_image(c, teacher_workdir):
 
 
 def smoke(c):
-    """After ``config_lib.smoke``: untrained teacher, one path checkpoint (no retrace at a switch)."""
-    c.teacher.workdir = "init"
+    """After ``config_lib.smoke``: ``dmd2.smoke``, one path checkpoint (no retrace at a switch)."""
+    dmd2.smoke(c)
     c.disback.num_ckpts, c.disback.record_every = 1, 1
     c.total_steps = 1 + 3
 

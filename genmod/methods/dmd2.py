@@ -52,6 +52,14 @@ def defaults():
     ))
 
 
+def smoke(c):
+    """After ``config_lib.smoke``: untrained teacher, and TTUR 1 so that the generator and the
+    critic rules both run within the 4 smoke steps."""
+    c.teacher.workdir = "init"
+    c.dmd2.ttur = 1
+    return c
+
+
 def optim(lr, warmup_steps=0, clip=10.0, weight_decay=0.01, b1=0.9, b2=0.999):
     """``config.optim`` for the three networks (AdamW, clip 10: DMD2's settings)."""
     one = dict(name="adam", lr=lr, b1=b1, b2=b2, eps=1e-8, warmup_img=0, warmup_steps=warmup_steps, clip=clip,
