@@ -98,7 +98,7 @@ def train_run(run, root, fresh=False, steps=None):
     if fresh and os.path.isdir(wd):
         shutil.rmtree(wd)
     if os.path.exists(rec_path):
-        return json.load(open(rec_path))
+        return dict(json.load(open(rec_path)), trained_now=False)
     if os.path.isdir(wd):  # interrupted earlier: restart, so the wall time covers the whole run
         log(f"  {wd}: unfinished earlier run, restarting it")
         shutil.rmtree(wd)
@@ -115,7 +115,7 @@ def train_run(run, root, fresh=False, steps=None):
            "train_img_per_s": float(np.median(rates[1:] or rates)) if rates else None}
     if status == "done":
         json.dump(rec, open(rec_path, "w"))
-    return rec
+    return dict(rec, trained_now=True)
 
 
 # -- quality ------------------------------------------------------------------------------------
@@ -286,14 +286,22 @@ def plots(res, docs, stamp):
     return made
 
 
+def timing_note(res):
+    """How much of the command's wall was training, and what training the reused runs took."""
+    walls = {now: sum(r["train"]["wall_s"] for r in res.values() if r.get("train", {}).get("trained_now") is now)
+             for now in (True, False)}
+    note = f", of which training {walls[True] / 60:.0f} min" if walls[True] else ""
+    if walls[False]:
+        note += f"; runs trained earlier were reused, training them from scratch adds {walls[False] / 60:.0f} min"
+    return note
+
+
 def write_md(res, fl, thr, meta, out):
     rel = lambda p: os.path.relpath(p, os.path.dirname(out))  # noqa: E731
     L = ["# Results: every method on one loop, on a laptop", "",
          f"Machine: {meta['machine']}. Date: {meta['date']}. Command: `{meta['command']}` "
-         f"({meta['wall_min']:.1f} min; training every run from scratch adds the train walls below, "
-         f"{sum(r['train']['wall_s'] for r in res.values() if 'train' in r) / 60:.0f} min). Regenerate "
-         "with that command; quality numbers are seeded and reproduce exactly, timings vary with machine load.",
-         ""]
+         f"({meta['wall_min']:.1f} min{timing_note(res)}). Regenerate with that command; quality numbers "
+         "are seeded and reproduce exactly, timings vary with machine load.", ""]
     for group, title, cols in (
             ("ring", "2-D 8-mode ring (exact teacher): energy distance to 2,048 mixture points (lower is better)",
              ("energy",)),
@@ -361,6 +369,8 @@ def main(argv=None):
     res, prev = {}, os.path.join(os.path.dirname(a.out), "results", "results.json")
     if want and os.path.exists(prev):  # a partial rerun updates the previous report's rows
         res = {k: v for k, v in json.load(open(prev))["runs"].items() if k in {r.name for r in RUNS}}
+        for v in res.values():
+            v.get("train", {})["trained_now"] = False
     for r in runs:
         entry = {"run": dataclasses.asdict(r)}
         res[r.name] = entry
