@@ -3,7 +3,7 @@ sample quality against NFE and training compute, throughput, and the ratios that
 then writes docs/RESULTS.md with its plots and sample grids.
 
     python benchmarks/results.py                      # everything (see docs/RESULTS.md for time)
-    python benchmarks/results.py --only ring          # one group (ring | digits) or run names
+    python benchmarks/results.py --only ring          # one group (ring | digits | mnist) or run names
     python benchmarks/results.py --skip-throughput    # quality tables only
 
 Quality: 2-D 8-mode ring (exact teacher available): energy distance to 2,048 fresh mixture
@@ -12,6 +12,9 @@ seeded digit classifier (genmod/eval/proxy.py; comparable across rows, not with 
 samples vs a fixed half (899) of the digits; the other half scores the real-data floor (FD
 is biased by the sample count, so every row uses the same counts). The generators trained
 on all 1,797 digits (there is no held-out split), so memorisation can score below the floor.
+MNIST (28x28, ../shared/data/mnist.npz next to the checkout; its rows are skipped without
+it): FD_mnist and precision/recall in a seeded MNIST classifier's features, 1,000 samples vs
+1,000 test images; 1,000 other test images score the floor (training used the train split).
 Each run trains into checkpoints/results/<run>; a finished run is not retrained (its timing
 is kept in the workdir), so a rerun only re-evaluates; an unfinished one (interrupted) is
 restarted from scratch so that its wall time is whole.
@@ -68,7 +71,16 @@ RUNS = [
         "digits", "student"),
     Run("crossflow_digits", "crossflow_captions", (1, 2, 5, 10), "CrossFlow (caption -> image, w=3)",
         group="digits"),
+    Run("edm_mnist", "quickstart:mnist", (9, 35), "EDM (Heun)", group="mnist", role="teacher"),
 ]
+MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist.npz")  # the :mnist presets' path
+GROUPS = {  # group: (quality key, its name, table title)
+    "ring": ("energy", "energy distance",
+             "2-D 8-mode ring (exact teacher): energy distance to 2,048 mixture points (lower is better)"),
+    "digits": ("fd", "FD_digits", "Digits 8x8 (scikit-learn): FD_digits, precision, recall; 898 samples vs 899 digits"),
+    "mnist": ("fd", "FD_mnist", "MNIST 28x28 (the EDM recipe scaled up): FD_mnist, precision, recall; "
+              "1,000 samples vs 1,000 test images"),
+}
 
 
 def log(*a):
@@ -84,6 +96,9 @@ def load_config(run, root, steps=None):
         config_lib.override(c, k, v.format(root=root))
     if steps:
         config_lib.override(c, "total_steps", str(min(steps, c.total_steps)))
+    kind, _, path = c.data.source.partition(":")
+    if kind in ("npz", "idx") and not os.path.isabs(path):  # the :mnist presets' path, from the repo root
+        c.data.source = f"{kind}:{os.path.join(ROOT, path)}"
     return c
 
 
@@ -128,12 +143,33 @@ def digit_halves():
     return img[perm[:899]], img[perm[899:]]
 
 
+def mnist_tests():
+    """Two seeded sets of 1,000 MNIST test images: the reference and the real-data floor."""
+    from genmod.data import open_source
+
+    img = open_source(f"npz:{MNIST}", "test").arrays["image"]
+    perm = np.random.default_rng(0).permutation(len(img))
+    return img[perm[:1000]], img[perm[1000:2000]]
+
+
 def reference(group, n):
+    """(reference set, the real set that scores the floor) of a group."""
     from genmod.data import mixture_of
 
     if group == "ring":
-        return mixture_of("gmm:ring").sample_np(12345, n)[0]
-    return digit_halves()[0]
+        ring = mixture_of("gmm:ring")
+        return ring.sample_np(12345, n)[0], ring.sample_np(7, n)[0]
+    return digit_halves() if group == "digits" else mnist_tests()
+
+
+class Features(dict):
+    """The image groups' feature extractors, each made (its classifier trained) on first use."""
+
+    def __missing__(self, group):
+        from genmod.eval import proxy
+
+        self[group] = proxy.DigitsFeatures() if group == "digits" else proxy.MnistFeatures(MNIST)
+        return self[group]
 
 
 def evaluate(run, root, n, features):
@@ -141,37 +177,36 @@ def evaluate(run, root, n, features):
     from genmod import toy, writers
     from genmod.eval import proxy
     from genmod.sample import Sampler
+    from genmod.train import seed_keys
 
-    ref = reference(run.group, n)
-    seeds = np.arange(n if run.group == "ring" else len(digit_halves()[1]))  # as many as the floor's set
+    ref, floor_set = reference(run.group, n)
+    seeds = np.arange(len(floor_set))  # as many as the floor's set: FD is biased by the count
     rows, grid = [], None
     for nfe in run.nfes:
         s = Sampler(os.path.join(root, run.name), nfe=nfe)
-        s(seeds)  # compile
+        args = (s.params, seed_keys(seeds), s.run.frozen)
+        compiled = s.fn.lower(*args).compile()  # ahead of time: the timed call is the only sampling
         t = time.perf_counter()
-        x = s(seeds)
+        x = np.asarray(compiled(*args))
         dt = time.perf_counter() - t
         row = {"nfe": nfe, "sample_per_s": n / dt}
         if run.group == "ring":
             row["energy"] = float(toy.energy_distance(x, ref, max_points=n))
             grid = writers.scatter_image(x)
         else:
-            row.update(proxy.quality(ref, writers.to_uint8(x), features))  # same n as the floor
+            row.update(proxy.quality(ref, writers.to_uint8(x), features[run.group]))
             grid = writers.image_grid(writers.to_uint8(x[:100]), cols=10, scale=3)
         rows.append(row)
     return rows, grid
 
 
-def floors(n, features):
+def floors(groups, n, features):
     """What real data scores against the references: the best any row can do."""
     from genmod import toy
-    from genmod.data import mixture_of
     from genmod.eval import proxy
 
-    ring = mixture_of("gmm:ring")
-    out = {"ring": float(toy.energy_distance(ring.sample_np(7, n)[0], reference("ring", n), max_points=n))}
-    out["digits"] = proxy.quality(*digit_halves(), features)
-    return out
+    return {g: float(toy.energy_distance(*reference(g, n)[::-1], max_points=n)) if g == "ring"
+            else proxy.quality(*reference(g, n), features[g]) for g in groups}
 
 
 # -- throughput (the benchmark scripts, each reporting against a baseline in the same run) -------
@@ -220,7 +255,7 @@ def ratio_lines(res):
     def at(name, nfe):
         return next((r for r in q.get(name, {}).get("rows", []) if r["nfe"] == nfe), None)
 
-    for group, key in (("ring", "energy"), ("digits", "fd")):
+    for group, (key, *_) in GROUPS.items():
         teacher = next((n for n, r in q.items() if r["run"]["group"] == group and r["run"]["role"] == "teacher"), None)
         t = at(teacher, 35) if teacher else None
         for name, r in q.items():
@@ -255,7 +290,7 @@ def plots(res, docs, stamp):
     from genmod.writers import save_png
 
     made = []
-    for group, key, ylabel in (("ring", "energy", "energy distance"), ("digits", "fd", "FD_digits")):
+    for group, (key, ylabel, _) in GROUPS.items():
         rs = {n: r for n, r in res.items() if r["run"]["group"] == group and r.get("rows")}
         if not rs:
             continue
@@ -302,16 +337,14 @@ def write_md(res, fl, thr, meta, out):
          f"Machine: {meta['machine']}. Date: {meta['date']}. Command: `{meta['command']}` "
          f"({meta['wall_min']:.1f} min{timing_note(res)}). Regenerate with that command; quality numbers "
          "are seeded and reproduce exactly, timings vary with machine load.", ""]
-    for group, title, cols in (
-            ("ring", "2-D 8-mode ring (exact teacher): energy distance to 2,048 mixture points (lower is better)",
-             ("energy",)),
-            ("digits", "Digits 8x8 (scikit-learn): FD_digits, precision, recall; 898 samples vs 899 digits",
-             ("fd", "precision", "recall"))):
+    for group, (key, _, title) in GROUPS.items():
         rs = {n: r for n, r in res.items() if r["run"]["group"] == group}
         if not rs:
             continue
-        floor = fl[group]
-        fl_txt = f"{floor:.4f}" if group == "ring" else ", ".join(f"{k} {v:.3f}" for k, v in floor.items())
+        cols = (key,) if group == "ring" else (key, "precision", "recall")
+        floor = fl.get(group)
+        fl_txt = ("n/a" if floor is None else f"{floor:.4f}" if group == "ring" else
+                  ", ".join(f"{k} {v:.3f}" for k, v in floor.items()))
         L += [f"## {title}", "", f"Data floor (real vs real): {fl_txt}.", "",
               "| run | config | steps x batch | train wall (s) | train img/s | NFE | " + " | ".join(cols)
               + " | samples/s |", "|" + "---|" * (7 + len(cols))]
@@ -360,12 +393,11 @@ def main(argv=None):
     import jax
 
     from genmod import config_lib
-    from genmod.eval import proxy
 
     want = set(a.only.split(",")) if a.only else None
     runs = [r for r in RUNS if not want or r.name in want or r.group in want]
     have = set(config_lib.available())
-    features = proxy.DigitsFeatures()
+    features = Features()
     res, prev = {}, os.path.join(os.path.dirname(a.out), "results", "results.json")
     if want and os.path.exists(prev):  # a partial rerun updates the previous report's rows
         res = {k: v for k, v in json.load(open(prev))["runs"].items() if k in {r.name for r in RUNS}}
@@ -374,17 +406,20 @@ def main(argv=None):
     for r in runs:
         entry = {"run": dataclasses.asdict(r)}
         res[r.name] = entry
-        if r.config.split(":")[0] not in have:
-            entry["error"] = f"config {r.config.split(':')[0]} not in this checkout"
+        if r.config.split(":")[0] not in have or (r.group == "mnist" and not os.path.exists(MNIST)):
+            entry["error"] = (f"config {r.config.split(':')[0]} not in this checkout" if r.group != "mnist" else
+                              f"no {os.path.relpath(MNIST, ROOT)} (MNIST as npz: x_train, y_train, x_test, y_test)")
             log(f"skip {r.name}: {entry['error']}")
             continue
         log(f"train {r.name} ({r.config})")
         entry["train"] = train_run(r, a.root, a.fresh, a.steps)
         log(f"  {entry['train']}")
+        if entry["train"]["status"] != "done":  # SIGTERM (preemption) or NaN stop: report nothing partial
+            sys.exit(f"results.py: {r.name} stopped ({entry['train']['status']}); rerun to restart it")
         entry["rows"], entry["grid"] = evaluate(r, a.root, a.num, features)
         log("  " + "; ".join(f"nfe {x['nfe']}: " + ", ".join(f"{k} {v:.4g}" for k, v in x.items() if k != "nfe")
                              for x in entry["rows"]))
-    fl = floors(a.num, features)
+    fl = floors(sorted({r["run"]["group"] for r in res.values() if r.get("rows")}), a.num, features)
     thr = [] if a.skip_throughput else throughput([r for r in runs if "train" in res[r.name]], a.root)
     if not thr and want and os.path.exists(prev):
         thr = json.load(open(prev)).get("throughput", [])
@@ -395,7 +430,8 @@ def main(argv=None):
                        f"{dev.platform} ({dev.device_kind}), load average at end {os.getloadavg()[0]:.1f}",
             "date": datetime.date.today().isoformat(),
             "command": "python benchmarks/results.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
-            "wall_min": (time.perf_counter() - t0) / 60, "classifier_accuracy": features.accuracy}
+            "wall_min": (time.perf_counter() - t0) / 60,
+            "classifier_accuracy": {g: f.accuracy for g, f in features.items()}}
     plots(res, docs, f"{meta['machine'].split(', load')[0]} | {meta['date']} | {meta['command']}")
     with open(os.path.join(docs, "results.json"), "w") as f:
         json.dump({"meta": meta, "floors": fl, "runs": res, "throughput": thr}, f, indent=1, default=str)

@@ -34,12 +34,13 @@ def _scale(images_uint8):
     return jnp.asarray(images_uint8, jnp.float32) / 127.5 - 1.0
 
 
-@functools.lru_cache(maxsize=2)
-def digits_classifier(seed: int = 0, steps: int = 600, holdout: int = 297):
-    """(params, test accuracy): trained on all but the last ``holdout`` digits, full batch."""
+@functools.lru_cache(maxsize=4)
+def classifier(source: str = "digits", seed: int = 0, steps: int = 600, holdout: int = 297, batch: int = 0):
+    """(params, held-out accuracy): trained on ``source``'s train split less a seeded
+    ``holdout``, full batch (``batch`` 0) or on seeded minibatches (for MNIST's 60,000)."""
     from genmod.data import open_source
 
-    src = open_source("digits")
+    src = open_source(source)
     img, lab = src.arrays["image"], src.arrays["label"]
     perm = np.random.default_rng(seed).permutation(len(img))
     tr, te = perm[:-holdout], perm[-holdout:]
@@ -49,34 +50,50 @@ def digits_classifier(seed: int = 0, steps: int = 600, holdout: int = 297):
     tx = optax.adamw(3e-3, weight_decay=1e-4)
 
     @jax.jit
-    def step(p, o):
+    def step(p, o, i):
         def loss(p):
-            logits = net.apply({"params": p}, x)[0]
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            xb, yb = (x, y) if not batch else (x[i], y[i])
+            logits = net.apply({"params": p}, xb)[0]
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
         g = jax.grad(loss)(p)
         u, o = tx.update(g, o, p)
         return optax.apply_updates(p, u), o
 
-    opt = tx.init(params)
+    opt, rng = tx.init(params), np.random.default_rng(seed)
     for _ in range(steps):
-        params, opt = step(params, opt)
+        params, opt = step(params, opt, rng.integers(0, len(tr), batch or 1))
     pred = np.asarray(net.apply({"params": params}, _scale(img[te]))[0].argmax(-1))
     return params, float((pred == lab[te]).mean())
 
 
-class DigitsFeatures:
-    """64-d penultimate features of the seeded digit classifier, for uint8 (N, 8, 8, 1)."""
+class Features:
+    """64-d penultimate features of ``source``'s seeded classifier, for uint8 NHWC images of
+    that source's shape. ``train``: ``classifier``'s keyword arguments."""
 
-    def __init__(self, seed: int = 0):
-        self.params, self.accuracy = digits_classifier(seed)
+    def __init__(self, source: str = "digits", seed: int = 0, **train):
+        from genmod.data import open_source
+
+        self.shape = open_source(source).arrays["image"].shape[1:]
+        self.params, self.accuracy = classifier(source, seed, **train)
         self._fn = jax.jit(lambda p, x: Classifier().apply({"params": p}, _scale(x))[1])
 
     def __call__(self, images_uint8) -> np.ndarray:
         x = np.asarray(images_uint8)
-        if x.shape[1:] != (8, 8, 1) or x.dtype != np.uint8:
-            raise ValueError(f"DigitsFeatures takes uint8 (N, 8, 8, 1) images, got {x.dtype} {x.shape}")
-        return np.asarray(self._fn(self.params, x), np.float64)
+        if x.shape[1:] != self.shape or x.dtype != np.uint8:
+            raise ValueError(f"features take uint8 (N, {', '.join(map(str, self.shape))}) images, got {x.dtype} {x.shape}")
+        return np.concatenate([np.asarray(self._fn(self.params, x[i:i + 1000]), np.float64)
+                               for i in range(0, len(x), 1000)])
+
+
+def DigitsFeatures(seed: int = 0) -> Features:
+    """The scikit-learn digits' classifier (full batch, 600 steps): FD_digits."""
+    return Features("digits", seed)
+
+
+def MnistFeatures(path: str, seed: int = 0) -> Features:
+    """An MNIST classifier (train split less 5,000, 1,500 minibatches of 256): FD_mnist."""
+    return Features(f"npz:{path}", seed, steps=1500, holdout=5000, batch=256)
 
 
 def quality(real_uint8, fake_uint8, features=None, k: int = 3) -> dict:

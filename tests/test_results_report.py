@@ -1,0 +1,27 @@
+"""benchmarks/results.py end to end on one short ring run: train, evaluate, report."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import results  # noqa: E402
+
+
+def test_one_run_report(tmp_path):
+    out = tmp_path / "docs" / "RESULTS.md"
+    argv = ["--only", "edm", "--steps", "20", "--num", "256", "--skip-throughput", "--root", str(tmp_path / "runs"),
+            "--out", str(out)]
+    results.main(argv)
+    rep = json.load(open(tmp_path / "docs" / "results" / "results.json"))
+    rows = rep["runs"]["edm"]["rows"]
+    assert [r["nfe"] for r in rows] == list(results.RUNS[0].nfes)
+    assert all(r["energy"] > rep["floors"]["ring"] > 0 for r in rows)  # real data is the best any row can do
+    assert rep["runs"]["edm"]["train"]["steps"] == 20 and rep["runs"]["edm"]["train"]["trained_now"]
+    md = out.read_text()
+    assert "| EDM (Heun) | `edm_toy` | 20 x 512 |" in md and "of which training" in md
+    assert md.count("| | | | | |") == len(rows) - 1 and (tmp_path / "docs" / "results" / "ring_quality.png").exists()
+    # a rerun reuses the finished run: same seeded numbers, its training reported as reused
+    results.main(argv)
+    rep2 = json.load(open(tmp_path / "docs" / "results" / "results.json"))
+    assert [r["energy"] for r in rep2["runs"]["edm"]["rows"]] == [r["energy"] for r in rows]
+    assert "runs trained earlier were reused" in out.read_text()
