@@ -7,13 +7,14 @@
 
 Generator and critic start as copies of the quickstart U-Net (0.75M params); TTUR 2, GAN
 weights 3e-3 / 1e-2, AdamW (wd 0.01, clip 10) at lr 2e-4 for the generator and 1e-4 for the
-critic, batch 64, 2,000 steps (1,000 generator updates), ~4 min on 2 CPU cores. At this scale
+critic, batch 64, 2,000 steps (1,000 generator updates), ~4.7 min on 2 CPU cores. At this scale
 TTUR 2 with the faster generator beats DMD2's TTUR 5 / equal lr (FD_digits 10.2 after 3,000
 steps; 2 / 1e-4: 10.3 after 1,500; 5 / 3e-4: 55 after 1,500, the generator outruns its
 critic); longer runs plateau (2,500 / 3,000 steps: 5.24 / 5.58). Measured (docs/RESULTS.md,
-FD_digits of 898 samples vs 899 digits): DMD2 1 step 5.98 (precision 0.78, recall 0.83); the
-teacher's Heun-18 (35 NFE) samples 2.15, real vs real 2.34. The goal (student <= teacher) is
-not reached at this length: the students keep sharp digits but miss modes (recall).
+FD_digits of 898 samples vs 899 digits): DMD2 1 step 5.98 (precision 0.78, recall 0.83),
+`:fkl` 5.28 (0.78 / 0.86); the teacher's Heun-18 (35 NFE) samples 2.15, real vs real 2.34.
+The goal (student <= teacher) is not reached at this length: the students keep sharp digits
+but miss modes (recall).
 """
 from genmod import config_lib
 from genmod.methods import dmd2, fdistill
