@@ -177,17 +177,15 @@ def evaluate(run, root, n, features):
     from genmod import toy, writers
     from genmod.eval import proxy
     from genmod.sample import Sampler
-    from genmod.train import seed_keys
 
     ref, floor_set = reference(run.group, n)
     seeds = np.arange(len(floor_set))  # as many as the floor's set: FD is biased by the count
     rows, grid = [], None
     for nfe in run.nfes:
         s = Sampler(os.path.join(root, run.name), nfe=nfe)
-        args = (s.params, seed_keys(seeds), s.run.frozen)
-        compiled = s.fn.lower(*args).compile()  # ahead of time: the timed call is the only sampling
+        draw = s.compiled(seeds)
         t = time.perf_counter()
-        x = np.asarray(compiled(*args))
+        x = draw()
         dt = time.perf_counter() - t
         row = {"nfe": nfe, "sample_per_s": n / dt}
         if run.group == "ring":

@@ -82,6 +82,15 @@ class Sampler:
 
         return np.asarray(self.fn(self.params, seed_keys(seeds), self.run.frozen))
 
+    def compiled(self, seeds):
+        """``() -> samples`` for ``seeds``, compiled ahead of time: each call is one sampling
+        and nothing else, so it can be timed without a warm-up sampling."""
+        from genmod.train import seed_keys
+
+        args = (self.params, seed_keys(seeds), self.run.frozen)
+        exe = self.fn.lower(*args).compile()
+        return lambda: np.asarray(exe(*args))
+
 
 class SampleStream:
     """Iterable of (seeds_chunk, uint8 NHWC images) in seed order, ``batch_size`` at a time
