@@ -20,7 +20,8 @@ import numpy as np
 
 from genmod import toy
 
-SPECS = "digits | synthetic:HxWxC | gmm:ring | gmm:grid | checkerboard | moons | npz:PATH | idx:PATH | tfds:NAME"
+MIXTURES = "gmm:ring | gmm:grid | gmm:random:SEED | gmm:PATH.json"
+SPECS = "digits | synthetic:HxWxC | " + MIXTURES + " | checkerboard | moons | npz:PATH | idx:PATH | tfds:NAME"
 
 
 class DataError(ValueError):
@@ -155,10 +156,7 @@ def open_source(spec: str, split: str = "train", size: int = 65536, seed: int = 
         return ArraySource(spec, split, image=rng.integers(0, 256, (256, h, w, c), dtype=np.uint8),
                            label=rng.integers(0, 10, 256).astype(np.int32))
     if kind == "gmm":
-        g = {"ring": toy.GaussianMixture.ring, "grid": toy.GaussianMixture.grid}.get(arg or "ring")
-        if g is None:
-            raise DataError(f"unknown mixture {arg!r}: use gmm:ring or gmm:grid")
-        x, comp = g().sample_np(seed, size)
+        x, comp = mixture_of(spec).sample_np(seed, size)
         return ArraySource(spec, split, x=x, label=comp.astype(np.int32))
     if kind == "checkerboard":
         return ArraySource(spec, split, x=toy.checkerboard(seed, size))
@@ -178,7 +176,23 @@ def mixture_of(spec: str):
     kind, _, arg = spec.partition(":")
     if kind != "gmm":
         return None
-    return {"ring": toy.GaussianMixture.ring, "grid": toy.GaussianMixture.grid}[arg or "ring"]()
+    G = toy.GaussianMixture
+    if arg in ("ring", "", "grid"):
+        return G.grid() if arg == "grid" else G.ring()
+    head, _, seed = arg.partition(":")
+    if head == "random":
+        try:
+            return G.random(int(seed))
+        except ValueError:
+            raise DataError(f"gmm:random needs an integer seed, e.g. gmm:random:3, got {spec!r}") from None
+    if arg.endswith(".json"):
+        if not os.path.exists(arg):
+            raise DataError(f"mixture file not found: {arg}")
+        try:
+            return G.from_json(arg)
+        except ValueError as e:
+            raise DataError(str(e)) from None
+    raise DataError(f"unknown mixture {spec!r}; valid: {MIXTURES}")
 
 
 def _resize(img, res, how):

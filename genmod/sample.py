@@ -66,13 +66,15 @@ def _spec(config):
 
 
 class Sampler:
-    """Loads a workdir's final stage (or the checkpoint at ``step``) once; samples by seeds."""
+    """Loads a workdir's final stage (or the checkpoint at ``step``) once; samples by seeds.
+    ``steps``: every checkpoint step of that stage."""
 
     def __init__(self, workdir: str, step: int | None = None, nfe: int | None = None):
         import jax
 
         self.config, run, state, self.step = load_workdir(workdir, step)
         self.run = run
+        self.steps = sorted(int(d) for d in os.listdir(run.ckpt.dir) if d.isdigit())  # the stage's checkpoints
         self.params = run.method.sample_params(state)
         self.fn = jax.jit(lambda p, k, f: run.method.sample(p, k, f, nfe=nfe))
 
