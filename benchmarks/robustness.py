@@ -67,8 +67,8 @@ def log(*a):
     print(*a, flush=True)
 
 
-def run_of(m: Method, mixture: str, seed: int, ckpt_every: int):
-    ov = m.overrides + (("data.source", f"gmm:{mixture}"), ("seed", str(seed)), ("keep", "5"),
+def run_of(m: Method, mixture: str, seed: int, ckpt_every: int, extra=()):
+    ov = m.overrides + tuple(extra) + (("data.source", f"gmm:{mixture}"), ("seed", str(seed)), ("keep", "5"),
                         ("ckpt_every", str(ckpt_every)))
     return results.Run(f"{m.name}/{mixture.replace(':', '_')}/s{seed}", m.config, m.nfes, m.name, ov)
 
@@ -100,8 +100,8 @@ def evaluate(run, root, refs):
         rec, off = toy.mode_stats(mix, x)
         out["rows"].append({"nfe": nfe, "energy": toy.energy_distance(x, ref, max_points=N),
                             "recall": [bool(r) for r in rec], "off_mode": off})
-        if nfe == run.nfes[0]:
-            out["scatter"] = x[:2000].tolist()
+        if nfe == run.nfes[0] and run.name.endswith("/s0"):
+            out["scatter"] = np.round(x[:500], 3).tolist()
     steps = Sampler(wd, nfe=run.nfes[0]).steps[-5:]
     out["last5"] = [toy.energy_distance(Sampler(wd, step=k, nfe=run.nfes[0])(seeds), ref, max_points=N) for k in steps]
     return out
@@ -147,7 +147,7 @@ def report(res, out, meta, docs):
                      f"{len(row['recall'])} | {row['off_mode']:.3f} | {fb:.2f} |")
     if os.path.exists(os.path.join(docs, "robustness.png")):
         L += ["", "![robustness scatter plots, seed 0](results/robustness.png)",
-              "", "Seed-0 samples (first NFE, 2,000 points) with each true mode's 4-std circle."]
+              "", "Seed-0 samples (first NFE, 500 points) with each true mode's 4-std circle."]
     L += ["", END]
     text = open(out).read() if os.path.exists(out) else ""
     if START in text and END in text:
@@ -200,10 +200,13 @@ def main(argv=None):
     p.add_argument("--methods", help="comma list of " + ", ".join(m.name for m in METHODS))
     p.add_argument("--mixtures", help="comma list (default: ring, grid, random:0..7)")
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--root", default=os.path.join(ROOT, "checkpoints", "robustness"))
+    default_root = os.path.join(ROOT, "checkpoints", "robustness")
+    p.add_argument("--root", default=default_root)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "RESULTS.md"))
     p.add_argument("--fresh", action="store_true", help="retrain finished runs")
     p.add_argument("--report", action="store_true", help="only rewrite the report from finished runs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for every run (a study of a lever: use its own --root and --out)")
     a = p.parse_args(argv)
     from genmod import config_lib
 
@@ -214,16 +217,20 @@ def main(argv=None):
     methods = [m for m in METHODS if m.name in names]
     mixtures = a.mixtures.split(",") if a.mixtures else MIXTURES
     seeds = [int(s) for s in a.seeds.split(",")]
+    extra = [tuple(kv.split("=", 1)) for kv in a.set]
     docs = os.path.join(os.path.dirname(a.out), "results")
     os.makedirs(docs, exist_ok=True)
-    store = os.path.join(docs, "robustness.json")
+    # the default study's evaluations live in git (docs/results), so it builds up across sessions
+    store = os.path.join(docs if a.root == default_root else a.root, "robustness.json")
     res = json.load(open(store))["runs"] if os.path.exists(store) else {}
     refs, t0 = {}, time.perf_counter()
     for seed in ([] if a.report else seeds):  # the whole family with one seed before the next
         for mixture in mixtures:
             for m in methods:
-                ckpt_every = max(config_lib.load(m.config).total_steps // 10, 1)
-                run = run_of(m, mixture, seed, ckpt_every)
+                c = config_lib.load(m.config)
+                for k, v in extra:
+                    config_lib.override(c, k, v)
+                run = run_of(m, mixture, seed, max(c.total_steps // 10, 1), extra)
                 if run.name in res and not a.fresh:
                     continue
                 log(f"train {run.name}")

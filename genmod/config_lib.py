@@ -104,7 +104,7 @@ def smoke64(c: ConfigDict) -> ConfigDict:
     """``smoke`` for the class-conditional 64x64x3 (ImageNet-64) configs: TINY_UNET with a second
     level (at 64x64 the one-level net's slower steps cost more than its faster compile), 10 classes."""
     smoke(c, dict(TINY_UNET, channel_mult=(1, 2)), data_source="synthetic:64x64x3")
-    c.data.num_classes = 10
+    c.data.num_classes, c.batch_size = 10, 4
     return c
 
 

@@ -158,6 +158,8 @@ def proposal_bias(s, p_init, n=96, reps=256):
     return float(((d.mean(1) ** 2).sum(-1) - d.var(1).sum(-1) / reps).mean())
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("cdrl_runs")  # shares a module fixture: one worker computes it once
 def test_cdrl_learns_the_mixture_and_its_initializer_approaches_the_chain(runs):
     """Measured (400 steps, K=4): energy distance 4.42 at step 1 -> 0.019 (initializer alone
     0.042); the refined samples' mean offset from the proposals 0.125 -> 0.006."""
@@ -172,6 +174,8 @@ def test_cdrl_learns_the_mixture_and_its_initializer_approaches_the_chain(runs):
     assert bias_trained < bias_untrained / 5, (bias_trained, bias_untrained)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("cdrl_runs")  # shares a module fixture: one worker computes it once
 def test_initializer_beats_plain_drl_with_fewer_langevin_steps(runs):
     """The paper's claim: with the initializer, fewer Langevin steps per level suffice. Both
     trained identically with K=4; sampled with 1 and 2 steps per level DRL's chains from x_t

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy.special import erf
 
 from genmod import edm, sample, toy, train
@@ -106,6 +107,7 @@ def _train_and_measure(name, steps, **kw):
     return ed, ref
 
 
+@pytest.mark.slow
 def test_ict_learns_mixture_and_two_steps_beat_one():
     ed, _ = _train_and_measure("cm_toy", 2000)
     untrained, one, two = ed(1, 1), ed(None, 1), ed(None, 2)
@@ -115,6 +117,7 @@ def test_ict_learns_mixture_and_two_steps_beat_one():
     assert two < one / 2
 
 
+@pytest.mark.slow
 def test_cd_from_exact_teacher_approaches_teachers_heun():
     ed, ref = _train_and_measure("cd_toy", 1500)
     g = toy.GaussianMixture.ring()

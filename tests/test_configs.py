@@ -6,6 +6,10 @@ import pytest
 from genmod import config_lib, train
 
 NAMES = config_lib.available()
+# Smoke runs whose compile takes most of a minute or more (distillation: three networks, two
+# rules; CDRL: two networks, Langevin chains): in the slow set (`python -m pytest tests -m slow`).
+SLOW_SMOKE = {"dmd2_imagenet64", "fdistill_imagenet64", "disback_imagenet64", "disback_cifar10", "dmd2_cifar10",
+              "fdistill_cifar10", "cdrl_cifar10", "dmd2_digits", "cdrl_digits"}
 
 
 def test_catalogue():
@@ -18,7 +22,7 @@ def test_config_documents_its_command(name):
     assert f"python -m genmod.launch --config {name}" in src
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SMOKE else n for n in NAMES])
 def test_smoke_runs(tmp_path, name):
     c = config_lib.load(f"{name}:smoke")
     assert c.total_steps <= 10

@@ -170,6 +170,7 @@ def _pixels(x):
     return (np.clip(np.round((np.asarray(x) + 1) * 127.5), 0, 255) / 255 * 16).reshape(len(x), -1)
 
 
+@pytest.mark.slow
 def test_one_pair_one_euler_step_lands_on_the_target(tmp_path):
     """One (caption, image) pair and a deterministic encoder: every training path is the same
     line z0 -> x1, whose velocity is constant, so one step of the sampler lands on x1."""
@@ -187,6 +188,7 @@ def test_one_pair_one_euler_step_lands_on_the_target(tmp_path):
     assert one < 0.07 and one < dist / 8
 
 
+@pytest.mark.slow
 def test_caption_to_image_guidance_and_latent_cli(tmp_path):
     m, p = _train("crossflow_captions", 600, tmp_path)
     img, lab = _digits()
@@ -215,6 +217,7 @@ def test_caption_to_image_guidance_and_latent_cli(tmp_path):
     assert cf.main(["--workdir", str(tmp_path / "nothing"), "--caption", "x", "--out", str(tmp_path / "x.png")]) == 2
 
 
+@pytest.mark.slow
 def test_super_resolution_beats_bicubic_on_held_out_digits(tmp_path):
     img, lab = _digits()
     np.savez(tmp_path / "d.npz", x_train=img[:1500], y_train=lab[:1500], x_test=img[1500:], y_test=lab[1500:])

@@ -80,6 +80,7 @@ def test_vsd_gradient_is_the_unnormalised_denoiser_difference():
     np.testing.assert_allclose(np.asarray(g), np.asarray(ref), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_mid_stage2_lands_on_the_scheduled_target_and_never_reruns_stage1(tmp_path):
     c = _tiny()
     n1, n2, sw = disback.stage_steps(c)
@@ -178,6 +179,8 @@ def _dsm(D, x, draws=4):
     return float(np.mean(out))
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("disback_ring")  # shares a module fixture: one worker computes it once
 def test_degradation_path_moves_from_the_teacher_to_g0(ring_run):
     c, wd = ring_run
     m = disback.make_stage(disback.Record, c)
@@ -197,6 +200,8 @@ def test_degradation_path_moves_from_the_teacher_to_g0(ring_run):
     assert rise > on_teacher[0] and all(np.diff(on_teacher) > -0.02 * rise)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("disback_ring")  # shares a module fixture: one worker computes it once
 def test_backtracking_vs_plain_distillation_at_equal_total_steps(ring_run, tmp_path):
     c, wd = ring_run
     n1 = FIT + N * EVERY

@@ -177,6 +177,7 @@ def test_teacher_is_never_checkpointed_and_a_missing_one_is_a_clear_error(tmp_pa
         dmd2.Method(c)
 
 
+@pytest.mark.slow
 def test_one_step_dmd2_learns_the_ring_from_the_exact_teacher(tmp_path):
     c = helpers.config("dmd2_toy", total_steps=600, ckpt_every=600, log_every=600, sample_every=0, num_preview=0,
                        keep=5, mesh={"data": 1})
@@ -213,6 +214,7 @@ def _rare_mode_mass(f, steps=450):
     return float((RARE.component(np.asarray(x)) == 1).mean())
 
 
+@pytest.mark.slow
 def test_forward_kl_and_js_recover_a_rare_mode_that_reverse_kl_misses():
     mass = {f: _rare_mode_mass(f) for f in ("rkl", "kl", "js")}
     print("rare-mode mass (true 0.10):", mass)

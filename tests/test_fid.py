@@ -55,6 +55,8 @@ def _rel(a, b):
     return float(np.max(np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)))
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("fid_parity")  # shares a module fixture: one worker computes it once
 def test_features_match_pytorch_fid(parity):
     for t, j in zip(parity["torch"], parity["jax"]):
         assert t.shape == j.shape and t.shape[1] == 2048
@@ -68,6 +70,8 @@ def test_features_match_pytorch_fid(parity):
     assert err < 1e-4
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("fid_parity")  # shares a module fixture: one worker computes it once
 def test_fid_of_inception_features_matches_pytorch_fid(parity):
     fs = parity["fid_score"]
     t, j = parity["torch"][0], parity["jax"][0]
@@ -192,6 +196,8 @@ def _cli_error(argv):
     return msg
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("fid_parity")  # shares a module fixture: one worker computes it once
 def test_evaluate_ref_and_fid_cli(parity, tmp_path, monkeypatch, capsys):
     import json
 

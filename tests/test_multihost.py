@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from genmod import train
 from tests import helpers
 
@@ -32,6 +34,7 @@ def run_two_processes(workdir, total_steps):
     return outs
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_and_resume_across_topologies(tmp_path):
     mp, ref3, ref5 = str(tmp_path / "mp"), str(tmp_path / "ref3"), str(tmp_path / "ref5")
     quiet = lambda *_: None  # noqa: E731

@@ -85,6 +85,7 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     helpers.assert_trees_equal(helpers.raw_state(tmp_path / "ref"), helpers.raw_state(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_is_bit_identical(tmp_path):
     import kill_resume
 
