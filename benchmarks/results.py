@@ -373,6 +373,10 @@ def write_md(res, fl, thr, meta, out):
         for t in thr:
             L += [f"`{t['cmd']}` ({t['wall_s']:.0f} s{'' if t['rc'] == 0 else ', FAILED rc=%d' % t['rc']})", "",
                   "```", t["out"], "```", ""]
+    old = open(out).read() if os.path.exists(out) else ""
+    keep = "<!-- robustness:start -->", "<!-- robustness:end -->"  # benchmarks/robustness.py's section
+    if keep[0] in old and keep[1] in old:
+        L += ["", old[old.index(keep[0]):old.index(keep[1]) + len(keep[1])], ""]
     with open(out, "w") as f:
         f.write("\n".join(L))
 

@@ -205,6 +205,7 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "RESULTS.md"))
     p.add_argument("--fresh", action="store_true", help="retrain finished runs")
     p.add_argument("--report", action="store_true", help="only rewrite the report from finished runs")
+    p.add_argument("--steps", type=int, help="cap every run's total_steps (a quick look; use another --root)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every run (a study of a lever: use its own --root and --out)")
     a = p.parse_args(argv)
@@ -230,11 +231,12 @@ def main(argv=None):
                 c = config_lib.load(m.config)
                 for k, v in extra:
                     config_lib.override(c, k, v)
-                run = run_of(m, mixture, seed, max(c.total_steps // 10, 1), extra)
+                total = min(a.steps or c.total_steps, c.total_steps)
+                run = run_of(m, mixture, seed, max(total // 10, 1), extra)
                 if run.name in res and not a.fresh:
                     continue
                 log(f"train {run.name}")
-                tr = results.train_run(run, a.root, a.fresh)
+                tr = results.train_run(run, a.root, a.fresh, a.steps)
                 if tr["status"] != "done":
                     sys.exit(f"robustness.py: {run.name} stopped ({tr['status']}); rerun to restart it")
                 if mixture not in refs:

@@ -32,3 +32,26 @@ def test_one_run_report(tmp_path):
     # the ahead-of-time sampler the benchmark times draws exactly what the plain one does
     s = Sampler(str(tmp_path / "runs" / "edm"), nfe=5)
     np.testing.assert_array_equal(s.compiled(np.arange(64))(), s(np.arange(64)))
+
+
+def test_robustness_report_and_results_keep_its_section(tmp_path):
+    import robustness
+
+    out = tmp_path / "docs" / "RESULTS.md"
+    argv = ["--methods", "cd", "--mixtures", "random:1", "--seeds", "0", "--steps", "40", "--root",
+            str(tmp_path / "rob"), "--out", str(out)]
+    robustness.main(argv)
+    ev = json.load(open(tmp_path / "rob" / "robustness.json"))["runs"]["cd/random_1/s0"]
+    assert [r["nfe"] for r in ev["rows"]] == [1, 2] and len(ev["rows"][0]["recall"]) == 3  # random:1 has 3 modes
+    assert 0 < ev["floor"] < ev["heun35"] < ev["rows"][0]["energy"]  # 40 steps: far from the exact sampler
+    assert len(ev["last5"]) == 5 and ev["last5"][-1] == ev["rows"][0]["energy"]  # the final checkpoint is the last
+    md = out.read_text()
+    assert robustness.START in md and "| cd | 1 | 1 |" in md and "| cd/random_1/s0 |" in md
+    # a finished run is reused: the second call trains nothing and reports the same numbers
+    robustness.main(argv)
+    assert json.load(open(tmp_path / "rob" / "robustness.json"))["runs"]["cd/random_1/s0"] == ev
+    # results.py rewrites RESULTS.md but keeps the robustness section
+    results.main(["--only", "edm", "--steps", "20", "--num", "256", "--skip-throughput", "--root",
+                  str(tmp_path / "runs"), "--out", str(out)])
+    md = out.read_text()
+    assert "| EDM (Heun) |" in md and md.count(robustness.START) == 1 and "| cd/random_1/s0 |" in md
