@@ -7,8 +7,9 @@
 
 Each run is a method's own toy config with only ``data.source``, ``seed``, ``keep=5`` and
 ``ckpt_every=total_steps/10`` changed (the checkpoint cadence does not change training), trained
-into checkpoints/robustness/<method>/<mixture>/s<seed>; a finished run is reused (as in
-results.py), so the table can be built up across sessions. Per run and sampler NFE, with 4,000
+into checkpoints/robustness/<method>/<mixture>/s<seed>; a finished run is reused while its
+resolved config is unchanged (its evaluation is kept in docs/results/robustness.json), so the
+table can be built up across sessions. Per run and sampler NFE, with 4,000
 samples against 4,000 fresh mixture points: energy distance, next to the exact teacher's Heun
 sampler at 35 NFE and the real-vs-real floor on the same mixture; mode recall (mode k counts as
 recovered when at least half of its mass w_k lies within 4 of its stds of its mean); off-mode
@@ -71,6 +72,14 @@ def run_of(m: Method, mixture: str, seed: int, ckpt_every: int, extra=()):
     ov = m.overrides + tuple(extra) + (("data.source", f"gmm:{mixture}"), ("seed", str(seed)), ("keep", "5"),
                         ("ckpt_every", str(ckpt_every)))
     return results.Run(f"{m.name}/{mixture.replace(':', '_')}/s{seed}", m.config, m.nfes, m.name, ov)
+
+
+def fingerprint(run, root, steps=None):
+    """Hash of the run's resolved config: a finished run is reused only while it matches."""
+    import hashlib
+
+    c = results.load_config(run, root, steps)
+    return hashlib.sha256(c.to_json(sort_keys=True).encode()).hexdigest()[:16]
 
 
 def references(mixture):
@@ -233,16 +242,18 @@ def main(argv=None):
                     config_lib.override(c, k, v)
                 total = min(a.steps or c.total_steps, c.total_steps)
                 run = run_of(m, mixture, seed, max(total // 10, 1), extra)
-                if run.name in res and not a.fresh:
+                sha = fingerprint(run, a.root, a.steps)
+                if res.get(run.name, {}).get("config_sha") == sha and not a.fresh:
                     continue
-                log(f"train {run.name}")
-                tr = results.train_run(run, a.root, a.fresh, a.steps)
+                stale = run.name in res  # the config changed since: retrain from scratch
+                log(f"train {run.name}" + (" (its config changed: retraining)" if stale else ""))
+                tr = results.train_run(run, a.root, a.fresh or stale, a.steps)
                 if tr["status"] != "done":
                     sys.exit(f"robustness.py: {run.name} stopped ({tr['status']}); rerun to restart it")
                 if mixture not in refs:
                     refs[mixture] = references(mixture)
                 ev = evaluate(run, a.root, refs[mixture])
-                ev["train_wall_s"] = tr["wall_s"]
+                ev["train_wall_s"], ev["config_sha"] = tr["wall_s"], sha
                 res[run.name] = ev
                 log("  " + "; ".join(f"nfe {r['nfe']}: energy {r['energy']:.4f} ({r['energy'] / ev['heun35']:.2f}x "
                                      f"Heun-35), modes {sum(r['recall'])}/{len(r['recall'])}, off {r['off_mode']:.3f}"

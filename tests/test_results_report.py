@@ -50,6 +50,10 @@ def test_robustness_report_and_results_keep_its_section(tmp_path):
     # a finished run is reused: the second call trains nothing and reports the same numbers
     robustness.main(argv)
     assert json.load(open(tmp_path / "rob" / "robustness.json"))["runs"]["cd/random_1/s0"] == ev
+    # ... until its config changes: then it is retrained (here 30 steps: other numbers)
+    robustness.main(argv[:-6] + ["--steps", "30", "--root", str(tmp_path / "rob"), "--out", str(out)])
+    ev30 = json.load(open(tmp_path / "rob" / "robustness.json"))["runs"]["cd/random_1/s0"]
+    assert ev30["config_sha"] != ev["config_sha"] and ev30["rows"][0]["energy"] != ev["rows"][0]["energy"]
     # results.py rewrites RESULTS.md but keeps the robustness section
     results.main(["--only", "edm", "--steps", "20", "--num", "256", "--skip-throughput", "--root",
                   str(tmp_path / "runs"), "--out", str(out)])
