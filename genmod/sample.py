@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 
+from genmod.train import load_workdir  # noqa: F401  (the library's loader; kept importable here)
+
 
 def parse_seeds(s: str) -> np.ndarray:
     """'0-63' or '1,5,9' or '0-9,20-29'."""
@@ -20,49 +22,6 @@ def parse_seeds(s: str) -> np.ndarray:
         a, _, b = part.partition("-")
         out.extend(range(int(a), int(b) + 1) if b else [int(a)])
     return np.asarray(out, np.int64)
-
-
-def load_workdir(workdir: str, step: int | None = None, mesh=None):
-    """(config, StageRun, state, step) of a workdir's final stage: the latest checkpoint, or
-    the one at ``step``. Earlier stages are restored and fed forward as the loop does. This
-    is also how teachers are loaded (read-only) from another run's workdir."""
-    import jax
-
-    from genmod import config_lib, sharding, train
-
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no config.json in {workdir}: not a genmod workdir")
-    config = config_lib.from_json(path)
-    mesh = mesh or sharding.make_mesh(config.mesh if jax.process_count() > 1 else {"data": -1})
-    spec = _spec(config)
-    stages = train.iter_stages(config, workdir, mesh, spec, async_save=False)
-    run = next(stages)
-    while True:  # walk to the last stage, feeding each finished stage's state forward
-        if run.ckpt.latest() is None:
-            raise FileNotFoundError(f"no checkpoint for stage {run.stage.name!r} in {workdir}")
-        try:
-            nxt = stages.send(run.ckpt.restore(run.abstract)[0])
-        except StopIteration:
-            break
-        run.ckpt.close()
-        run = nxt
-    steps = run.ckpt.all_steps()
-    if step is not None and step not in steps:
-        raise FileNotFoundError(f"no checkpoint at step {step} in {run.ckpt.dir}; available: {steps}")
-    state, meta = run.ckpt.restore(run.abstract, step)
-    run.ckpt.close()
-    return config, run, state, int(meta["step"])
-
-
-def _spec(config):
-    """Batch shapes from the config alone (no need to open the dataset to sample)."""
-    import jax
-
-    s = {"x": jax.ShapeDtypeStruct((config.batch_size,) + tuple(config.data.shape), np.float32)}
-    if config.data.get("num_classes"):
-        s["label"] = jax.ShapeDtypeStruct((config.batch_size,), np.int32)
-    return s
 
 
 class Sampler:

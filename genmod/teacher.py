@@ -40,7 +40,7 @@ def load(teacher_cfg, data_cfg, net_cfg=None) -> Teacher:
         raise FileNotFoundError(f"teacher workdir {wd!r} has no config.json: train the teacher first "
                                 f"(e.g. python -m genmod.launch --config edm_... --workdir {wd}) or set "
                                 f"--config.teacher.workdir")
-    from genmod.sample import load_workdir
+    from genmod.train import load_workdir
 
     config, run, state, _ = load_workdir(wd, teacher_cfg.get("step") or None)
     if tuple(config.data.shape) != tuple(data_cfg.shape):

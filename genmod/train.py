@@ -212,3 +212,41 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
         prefetch.close()
         run.ckpt.wait()
     return state, status, ran
+
+
+# -- reading a finished workdir (sampling, teachers, evaluation) ---------------------------------
+def load_workdir(workdir: str, step: int | None = None, mesh=None):
+    """(config, StageRun, state, step) of a workdir's final stage: the latest checkpoint, or
+    the one at ``step``. Earlier stages are restored and fed forward as the loop does. This
+    is also how teachers are loaded (read-only) from another run's workdir."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no config.json in {workdir}: not a genmod workdir")
+    config = config_lib.from_json(path)
+    mesh = mesh or sharding.make_mesh(config.mesh if jax.process_count() > 1 else {"data": -1})
+    spec = _spec(config)
+    stages = iter_stages(config, workdir, mesh, spec, async_save=False)
+    run = next(stages)
+    while True:  # walk to the last stage, feeding each finished stage's state forward
+        if run.ckpt.latest() is None:
+            raise FileNotFoundError(f"no checkpoint for stage {run.stage.name!r} in {workdir}")
+        try:
+            nxt = stages.send(run.ckpt.restore(run.abstract)[0])
+        except StopIteration:
+            break
+        run.ckpt.close()
+        run = nxt
+    steps = run.ckpt.all_steps()
+    if step is not None and step not in steps:
+        raise FileNotFoundError(f"no checkpoint at step {step} in {run.ckpt.dir}; available: {steps}")
+    state, meta = run.ckpt.restore(run.abstract, step)
+    run.ckpt.close()
+    return config, run, state, int(meta["step"])
+
+
+def _spec(config):
+    """Batch shapes from the config alone (no need to open the dataset to sample)."""
+    s = {"x": jax.ShapeDtypeStruct((config.batch_size,) + tuple(config.data.shape), np.float32)}
+    if config.data.get("num_classes"):
+        s["label"] = jax.ShapeDtypeStruct((config.batch_size,), np.int32)
+    return s
