@@ -105,14 +105,18 @@ def evaluate(run, root, refs):
     wd, seeds = os.path.join(root, run.name), np.arange(N)
     out = {"floor": floor, "heun35": heun_e, "rows": []}
     for nfe in run.nfes:
-        x = Sampler(wd, nfe=nfe)(seeds)
+        s = Sampler(wd, nfe=nfe)
+        x = s(seeds)
         rec, off = toy.mode_stats(mix, x)
         out["rows"].append({"nfe": nfe, "energy": toy.energy_distance(x, ref, max_points=N),
                             "recall": [bool(r) for r in rec], "off_mode": off})
-        if nfe == run.nfes[0] and run.name.endswith("/s0"):
-            out["scatter"] = np.round(x[:500], 3).tolist()
-    steps = Sampler(wd, nfe=run.nfes[0]).steps[-5:]
-    out["last5"] = [toy.energy_distance(Sampler(wd, step=k, nfe=run.nfes[0])(seeds), ref, max_points=N) for k in steps]
+        if nfe == run.nfes[0]:
+            steps, final = s.steps[-5:], out["rows"][0]["energy"]
+            if run.name.endswith("/s0"):
+                out["scatter"] = np.round(x[:500], 3).tolist()
+    # the earlier of the last five checkpoints (the final one is the row above)
+    out["last5"] = [toy.energy_distance(Sampler(wd, step=k, nfe=run.nfes[0])(seeds), ref, max_points=N)
+                    for k in steps[:-1]] + [final]
     return out
 
 
