@@ -11,6 +11,8 @@ warm-up, no clipping, sampling EMA 0.9999 per step (half-life 3.55 Mimg at batch
 Published FID: 3.55 (1 step) / 2.93 (2 steps) with the LPIPS metric; genmod ships l2 and l1
 (LPIPS needs ImageNet VGG weights that cannot be downloaded here), which the CM paper
 reports as clearly worse than LPIPS. Hardware: 8xA100 for several days.
+Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
+``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
 """
 import math
 

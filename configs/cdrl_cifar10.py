@@ -20,6 +20,8 @@ warm-up), clip 1. Initializer ('init', the code's ``p``): DDPM-style U-Net, 64 c
 warm-up offset by +500 steps in the code (here: 9.5k steps from 0, reaching 1e-5 at the same
 step). EMA 0.9999 per step on both (no ramp-up). Random horizontal flips. Here the U-Net is our
 SongUNet (DDPM++ blocks with those sizes), not a line-by-line port of ``models/unet.py``.
+Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
+``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
 """
 import math
 

@@ -14,7 +14,8 @@ batch 1024, K = 400k, curriculum N = 11 ... 1281 (s0 10, s1 1280, K' = 50k), log
 index pmf (-1.1, 2.0), pseudo-Huber c = 0.00054 sqrt(3072) = 0.0299, weight 1/dsigma,
 sampling EMA 0.99993 per step (half-life 10.1 Mimg at batch 1024), 2-step sigma_mid 0.821.
 [unverified] from secondary sources: dropout 0.3, Fourier scale reduced from 16 to 0.02,
-sigma_mid = 0.821. Data: tfds cifar10 with random flips.
+sigma_mid = 0.821. Data: ``tfds:cifar10`` with random flips, or the official archive read as is
+(no tfds, no TensorFlow): ``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz``.
 """
 import math
 

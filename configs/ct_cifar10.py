@@ -8,6 +8,8 @@ batch 512, 800k iterations, data target x + t_{i+1} z (same z), adaptive N(k) (s
 and target EMA mu(k) = exp(s0 ln 0.9 / N(k)), RAdam lr 4e-4 with a 10 Mimg warm-up, sampling
 EMA 0.9999 per step. Published FID 8.70 (1 step) / 5.83 (2 steps) [unverified] with LPIPS;
 genmod ships l2/l1 (see cd_cifar10). Hardware: 8xA100 for several days.
+Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
+``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
 """
 import math
 

@@ -15,6 +15,8 @@ hyperparameter below (batch 256, Adam lr 1e-5 with betas (0, 0.999) for both net
 steps are placeholders), and the paper's CIFAR-10 teacher is a DDPM (Diff-Pruning
 checkpoint), not the EDM teacher used here. Published CIFAR-10 FID: not stated in the
 material we have [unverified]; the paper claims faster convergence than Diff-Instruct alone.
+Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
+``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
 """
 from genmod import config_lib
 from genmod.methods import disback, dmd2

@@ -10,6 +10,9 @@ a target switch every 1000 steps). Unknown [unverified]: batch, learning rates, 
 lengths and the update ratio for ImageNet-64; the values below are placeholders (batch 280,
 Adam lr 2e-6 as in DMD2's ImageNet run, 1:1 updates, 200k backtracking steps). The teacher
 and networks are ``dmd2_imagenet64``'s [unverified] ADM-width SongUNet (genmod has no ADM).
+Data: ``tfds:imagenet_resized/64x64``, or the official npz batches read as is (no tfds):
+``--config.data.source=imagenet64:DIR`` with Imagenet64_train_part1_npz, _part2_npz and
+Imagenet64_val_npz extracted under DIR (the tfds set's images and 0-based labels; README, Data).
 """
 import math
 

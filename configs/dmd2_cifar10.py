@@ -15,6 +15,8 @@ read-only and never saved with the student.
 Expected FID (50k samples, 1 step): 2.13 (DMD2 / reverse-KL re-run in the f-distill paper,
 recall 0.60); FastGen's re-implementation reports 1.99. The EDM cond teacher: 1.79 (35 NFE).
 Not reproduced here [unverified]; genmod's EDM teacher lacks EDM's augmentation pipeline.
+Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
+``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
 """
 import math
 

@@ -18,6 +18,9 @@ ADM's widths (192 ch, mult 1-2-3-4, 3 blocks, attention at 32/16/8, 8x8x768 bott
 as the GAN head expects), and the teacher must be an EDM run of that net in
 checkpoints/edm_imagenet64 (data: tfds imagenet_resized/64x64 [unverified vs EDM's box
 resize]).
+Data: ``tfds:imagenet_resized/64x64``, or the official npz batches read as is (no tfds):
+``--config.data.source=imagenet64:DIR`` with Imagenet64_train_part1_npz, _part2_npz and
+Imagenet64_val_npz extracted under DIR (the tfds set's images and 0-based labels; README, Data).
 """
 import math
 

@@ -11,6 +11,9 @@ clip [0.1, 20], logit clamp 10, 10 sigma-bins with ratio_ema 0.5, batch 512, Ada
 0.9999 per generator update (FastGen keeps 0.9999 / 0.99995 / 0.9996; genmod keeps one).
 Expected FID (50k, 1 step): 1.16 (recall 0.66) in the paper (forward-KL 1.21, reverse-KL
 1.27); FastGen reproduces 1.11. Not reproduced here [unverified].
+Data: ``tfds:imagenet_resized/64x64``, or the official npz batches read as is (no tfds):
+``--config.data.source=imagenet64:DIR`` with Imagenet64_train_part1_npz, _part2_npz and
+Imagenet64_val_npz extracted under DIR (the tfds set's images and 0-based labels; README, Data).
 """
 import math
 

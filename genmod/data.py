@@ -9,10 +9,15 @@ each process loads only the rows its devices hold (together: each row exactly on
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import pickle
+import posixpath
 import queue
 import struct
+import tarfile
 import threading
+import zlib
 from typing import Callable
 
 import jax
@@ -21,7 +26,8 @@ import numpy as np
 from genmod import toy
 
 MIXTURES = "gmm:ring | gmm:grid | gmm:random:SEED | gmm:PATH.json"
-SPECS = "digits | synthetic:HxWxC | " + MIXTURES + " | checkerboard | moons | npz:PATH | idx:PATH | tfds:NAME"
+SPECS = ("digits | synthetic:HxWxC | " + MIXTURES + " | checkerboard | moons | npz:PATH | idx:PATH | "
+         "cifar10:PATH | imagenet64:DIR | tfds:NAME")
 
 
 class DataError(ValueError):
@@ -115,6 +121,170 @@ def _idx(path, split):
     return ArraySource(os.path.basename(path), split, **arrays)
 
 
+def _chw_rows(x, where):
+    """Rows of (N, 3*S*S) uint8 in CHW order, as CIFAR and downsampled ImageNet ship them -> NHWC."""
+    side = int(round((x.shape[1] / 3) ** 0.5)) if x.ndim == 2 else 0
+    if x.dtype != np.uint8 or side == 0 or 3 * side * side != x.shape[1]:
+        raise DataError(f"{where}: expected data uint8 (N, 3*S*S) in CHW order, got {x.dtype} {x.shape}")
+    return np.ascontiguousarray(x.reshape(-1, 3, side, side).transpose(0, 2, 3, 1))
+
+
+def _numpy_globals():
+    try:
+        from numpy._core import multiarray as ma  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray as ma
+    rec = ma._reconstruct
+    return {("numpy.core.multiarray", "_reconstruct"): rec, ("numpy._core.multiarray", "_reconstruct"): rec,
+            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+
+def _line(e):
+    """An exception as one short line."""
+    return (str(e).splitlines() or [""])[0][:200] or type(e).__name__
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: every other global (os.system, eval,
+    ...) is refused before it is imported, so a tampered archive runs no code."""
+
+    GLOBALS = _numpy_globals()
+
+    def find_class(self, module, name):
+        try:
+            return self.GLOBALS[(module, name)]
+        except KeyError:
+            raise _Refused(f"refused pickle global {module}.{name} (only numpy arrays are allowed)") from None
+
+
+def load_batch_pickle(blob: bytes, where: str):
+    """One official CIFAR batch (a Python 2 pickle: ``encoding='bytes'``), restricted as above."""
+    try:
+        return _NumpyUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    except _Refused as e:
+        raise DataError(f"{where}: {e}") from None
+    except Exception as e:  # a corrupt pickle raises almost anything
+        raise DataError(f"{where}: not a batch pickle ({_line(e)})") from None
+
+
+CIFAR10_SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+CIFAR10_LAYOUT = "the official cifar-10-python.tar.gz layout: cifar-10-batches-py/data_batch_1..5, test_batch"
+
+
+def _cifar10(path, split):
+    """``cifar10:PATH``: the official ``cifar-10-python.tar.gz`` (or its extracted
+    ``cifar-10-batches-py``) read as distributed, so no conversion step and no TensorFlow."""
+    if not path:
+        raise DataError("cifar10 needs a path, e.g. cifar10:data/cifar-10-python.tar.gz")
+    names = CIFAR10_SPLITS.get(split)
+    if names is None:
+        raise DataError(f"cifar10 has splits train | test, got {split!r}")
+    if not os.path.exists(path):
+        raise DataError(f"dataset file not found: {path}")
+    blobs = {}
+    if os.path.isdir(path):
+        sub = os.path.join(path, "cifar-10-batches-py")
+        d = sub if os.path.isdir(sub) else path
+        for n in names:
+            if os.path.isfile(os.path.join(d, n)):
+                with open(os.path.join(d, n), "rb") as f:
+                    blobs[n] = f.read()
+    else:
+        try:
+            with tarfile.open(path, "r:*") as tf:
+                for m in tf:  # one sequential pass: seeking back in a .gz decompresses again
+                    base = posixpath.basename(m.name)
+                    if m.isfile() and base in names and base not in blobs:
+                        blobs[base] = tf.extractfile(m).read()
+        except tarfile.ReadError:
+            raise DataError(f"{path}: cannot read tar archive (not a .tar or .tar.gz/.bz2/.xz)") from None
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: cannot read tar archive ({_line(e)})") from None
+    missing = [n for n in names if n not in blobs]
+    if missing:
+        raise DataError(f"{path}: no {', '.join(missing)} (expected {CIFAR10_LAYOUT})")
+    images, labels = [], []
+    for n in names:
+        where = f"{path}:{n}"
+        d = load_batch_pickle(blobs.pop(n), where)
+        x = d.get(b"data", d.get("data")) if isinstance(d, dict) else None
+        y = d.get(b"labels", d.get("labels")) if isinstance(d, dict) else None
+        if not isinstance(x, np.ndarray) or y is None or len(y) != len(x):
+            raise DataError(f"{where}: expected a dict with b'data' (N, 3072) uint8 and N b'labels'")
+        y = np.asarray(y, np.int64)
+        if y.size and (y.min() < 0 or y.max() > 9):
+            raise DataError(f"{where}: labels outside 0..9")
+        images.append(_chw_rows(x, where))
+        labels.append(y.astype(np.int32))
+    return ArraySource("cifar10", split, image=np.concatenate(images), label=np.concatenate(labels))
+
+
+IMAGENET64_SPLITS = {"train": [f"train_data_batch_{i}.npz" for i in range(1, 11)], "val": ["val_data.npz"]}
+
+
+def _imagenet64(path, split):
+    """``imagenet64:DIR``: downsampled ImageNet 64x64 as distributed (the npz files of
+    Imagenet64_train_part1_npz, _part2_npz and Imagenet64_val_npz anywhere under DIR):
+    ``data`` (N, 12288) uint8 CHW rows, ``labels`` 1..1000 -> 0..999 (as tfds imagenet_resized).
+    The split is held in memory (train: 15.7 GB)."""
+    if not path:
+        raise DataError("imagenet64 needs a directory, e.g. imagenet64:data/imagenet64")
+    names = IMAGENET64_SPLITS.get("val" if split in ("val", "validation", "test") else split)
+    if names is None:
+        raise DataError(f"imagenet64 has splits train | val, got {split!r}")
+    if not os.path.isdir(path):
+        raise DataError(f"dataset directory not found: {path}")
+    found = {}
+    for root, dirs, files in os.walk(path):  # DIR, or the folders the three zips extract to
+        dirs[:] = sorted(dirs) if os.path.relpath(root, path).count(os.sep) < 2 else []
+        for f in sorted(set(files) & set(names)):
+            found.setdefault(f, os.path.join(root, f))
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise DataError(f"{path}: no {', '.join(missing)} (expected the Imagenet64_*_npz files: "
+                        "train_data_batch_1..10.npz, val_data.npz)")
+    files = []
+    try:
+        for n in names:  # labels first: sizes the output, so the images are copied only once
+            files.append(np.load(found[n], allow_pickle=False))
+            if not hasattr(files[-1], "files"):
+                files.pop()
+                raise DataError(f"{found[n]}: not an npz archive")
+        labels = [np.asarray(f["labels"]).astype(np.int64).reshape(-1) - 1 for f in files]
+        for n, y in zip(names, labels):
+            if y.size and (y.min() < 0 or y.max() > 999):
+                raise DataError(f"{found[n]}: labels outside 1..1000")
+        images, start = None, 0
+        for n, f, y in zip(names, files, labels):
+            x = _chw_rows(f["data"], found[n])
+            if len(x) != len(y):
+                raise DataError(f"{found[n]}: {len(x)} images but {len(y)} labels")
+            if images is None:
+                images = np.empty((sum(map(len, labels)),) + x.shape[1:], np.uint8)
+            if x.shape[1:] != images.shape[1:]:
+                raise DataError(f"{found[n]}: images of shape {x.shape[1:]}, the first file has {images.shape[1:]}")
+            images[start:start + len(x)] = x
+            start += len(x)
+    except (OSError, ValueError, EOFError, KeyError, zlib.error) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"cannot read {path} as ImageNet-64 npz batches ({type(e).__name__}: {_line(e)})") from None
+    finally:
+        for f in files:
+            f.close()
+    return ArraySource("imagenet64", split, image=images, label=np.concatenate(labels).astype(np.int32))
+
+
+# Local routes for the configs' tfds datasets, with no preparation step.
+TFDS_HINT = {"cifar10": "read the official archive with cifar10:PATH/cifar-10-python.tar.gz",
+             "imagenet_resized/64x64": "read the official Imagenet64_*_npz batches with imagenet64:DIR",
+             "": "use a local source: npz:PATH, idx:DIR, cifar10:PATH, imagenet64:DIR"}
+
+
 class TfdsSource:
     """``tfds.data_source`` random access (no TensorFlow); tests use tfds.testing.mock_data."""
 
@@ -125,7 +295,8 @@ class TfdsSource:
             self.ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
         except Exception as e:  # tfds raises many types for a missing dataset
             raise DataError(f"tfds dataset {name!r} split {split!r} unavailable ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200]}); prepare it first with tfds") from None
+                            f"{str(e).splitlines()[0][:200]}); prepare it first with tfds, or "
+                            f"{TFDS_HINT.get(name, TFDS_HINT[''])}") from None
         self.name, self.split = name, split
         ex = self.ds[0]
         self.key = "image" if "image" in ex else next(k for k, v in ex.items() if np.ndim(v) >= 2)
@@ -166,6 +337,10 @@ def open_source(spec: str, split: str = "train", size: int = 65536, seed: int = 
         return _npz(arg, split)
     if kind == "idx":
         return _idx(arg, split)
+    if kind == "cifar10":
+        return _cifar10(arg, split)
+    if kind == "imagenet64":
+        return _imagenet64(arg, split)
     if kind == "tfds":
         return TfdsSource(arg, split)
     raise DataError(f"unknown data source {spec!r}; valid: {SPECS}")

@@ -289,7 +289,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m genmod.evaluate", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("ref", help="reference statistics of a data source")
-    r.add_argument("--data", required=True, help="data spec, e.g. npz:PATH, idx:DIR, tfds:cifar10")
+    r.add_argument("--data", required=True, help="data spec, e.g. npz:PATH, idx:DIR, cifar10:PATH, tfds:cifar10")
     r.add_argument("--out", required=True, help="FILE.npz")
     r.add_argument("--split", default="train")
     r.add_argument("--num", type=int, help="first N images (default: all)")
