@@ -33,6 +33,17 @@ def _bcast(v, x):
     return jnp.reshape(v, v.shape + (1,) * (x.ndim - v.ndim))
 
 
+def _precondition(net, x, sigma, labels, coeffs, train, kw):
+    """D = c_skip x + c_out F(c_in x, c_noise, labels); passes (output, features) through."""
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
+    c_skip, c_out, c_in, c_noise = coeffs(sigma)
+    F = net(_bcast(c_in, x) * x, c_noise, labels, train=train, **kw)
+    if isinstance(F, tuple):  # backbone returned (output, features)
+        F, feats = F
+        return _bcast(c_skip, x) * x + _bcast(c_out, x) * F.astype(x.dtype), feats
+    return _bcast(c_skip, x) * x + _bcast(c_out, x) * F.astype(x.dtype)
+
+
 class EDMPrecond(nn.Module):
     """D(x; sigma) = c_skip x + c_out F(c_in x, c_noise): a wrapper around any backbone."""
 
@@ -41,13 +52,55 @@ class EDMPrecond(nn.Module):
     sigma_min: float = 0.0  # >0 for consistency models (boundary condition f(x, sigma_min) = x)
 
     def __call__(self, x, sigma, labels=None, *, train=False, **kw):
-        sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
-        c_skip, c_out, c_in, c_noise = precond(sigma, self.sigma_data, self.sigma_min)
-        F = self.net(_bcast(c_in, x) * x, c_noise, labels, train=train, **kw)
-        if isinstance(F, tuple):  # backbone returned (output, features)
-            F, feats = F
-            return _bcast(c_skip, x) * x + _bcast(c_out, x) * F.astype(x.dtype), feats
-        return _bcast(c_skip, x) * x + _bcast(c_out, x) * F.astype(x.dtype)
+        return _precondition(self.net, x, sigma, labels,
+                             lambda s: precond(s, self.sigma_data, self.sigma_min), train, kw)
+
+
+class VPPrecond(nn.Module):
+    """EDM's VP preconditioning (DDPM++ teachers): c_skip 1, c_out -sigma, c_in 1/sqrt(sigma^2+1),
+    c_noise (M-1) t(sigma) on the VP schedule. For loading published VP networks; genmod trains
+    with EDMPrecond."""
+
+    net: nn.Module
+    beta_d: float = 19.9
+    beta_min: float = 0.1
+    M: int = 1000
+
+    def sigma_inv(self, sigma):
+        """t with sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1), in EDM's op order."""
+        return (jnp.sqrt(self.beta_min ** 2 + 2 * self.beta_d * jnp.log(1 + sigma ** 2)) - self.beta_min) / self.beta_d
+
+    def __call__(self, x, sigma, labels=None, *, train=False, **kw):
+        def coeffs(s):
+            return jnp.ones_like(s), -s, 1 / jnp.sqrt(s ** 2 + 1), (self.M - 1) * self.sigma_inv(s)
+        return _precondition(self.net, x, sigma, labels, coeffs, train, kw)
+
+
+class VEPrecond(nn.Module):
+    """EDM's VE preconditioning (NCSN++ teachers): c_skip 1, c_out sigma, c_in 1,
+    c_noise log(sigma / 2). For loading published VE networks."""
+
+    net: nn.Module
+
+    def __call__(self, x, sigma, labels=None, *, train=False, **kw):
+        def coeffs(s):
+            return jnp.ones_like(s), s, jnp.ones_like(s), jnp.log(0.5 * s)
+        return _precondition(self.net, x, sigma, labels, coeffs, train, kw)
+
+
+PRECONDS = ("edm", "vp", "ve")
+
+
+def make_precond(kind: str, net: nn.Module, sigma_data: float = 0.5, **kw) -> nn.Module:
+    """``kind`` in PRECONDS; ``kw``: VPPrecond's beta_d / beta_min / M. All three keep the
+    backbone under ``params['net']``."""
+    if kind == "edm":
+        return EDMPrecond(net, sigma_data=sigma_data, **kw)
+    if kind == "vp":
+        return VPPrecond(net, **kw)
+    if kind == "ve":
+        return VEPrecond(net, **kw)
+    raise ValueError(f"unknown preconditioner {kind!r}; valid: {', '.join(PRECONDS)}")
 
 
 def sample_sigma(key, n, P_mean=-1.2, P_std=1.2):

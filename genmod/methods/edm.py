@@ -20,7 +20,10 @@ class Method(method.Method):
         super().__init__(config, frozen)
         c = config
         self.shape, self.num_classes = tuple(c.data.shape), c.data.num_classes
-        self.D = edm.EDMPrecond(nets.build(c.net, self.shape, self.num_classes), sigma_data=c.edm.sigma_data)
+        # edm.precond (absent = "edm"): "vp" / "ve" for EDM's published VP / VE networks
+        # (genmod.convert), with edm.precond_kwargs (VP: beta_d, beta_min, M).
+        self.D = edm.make_precond(c.edm.get("precond", "edm"), nets.build(c.net, self.shape, self.num_classes),
+                                  c.edm.sigma_data, **dict(c.edm.get("precond_kwargs") or {}))
         self.tx, self.lr = method.make_optimizer(c.optim.net, c.batch_size)
 
     def init(self, rng, batch):

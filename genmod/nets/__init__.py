@@ -17,7 +17,14 @@ def _unet(shape, num_classes, **kw):
                     label_dim=num_classes, **kw)
 
 
-ARCHS = {"mlp": _mlp, "unet": _unet}
+def _adm(shape, num_classes, **kw):
+    from genmod.nets.adm import DhariwalUNet
+
+    return DhariwalUNet(img_resolution=shape[0], in_channels=shape[-1], out_channels=shape[-1],
+                        label_dim=num_classes, **kw)
+
+
+ARCHS = {"mlp": _mlp, "unet": _unet, "adm": _adm}
 
 
 def build(net_cfg, shape, num_classes=0):

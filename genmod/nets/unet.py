@@ -28,7 +28,8 @@ exactly the same distribution. Differences from the original, all deliberate:
   (see :func:`fourier_freqs`), so they are not stored in ``params`` (keeping parameter
   counts equal to PyTorch's ``parameters()``) yet are reproducible across JAX versions.
   Porting an EDM NCSN++ checkpoint exactly therefore needs these frequencies to match;
-  they are the only state not carried by ``params``;
+  they are the only state not carried by ``params``, so an import passes them as the
+  ``fourier_freqs`` field (genmod.edm_pickle does);
 * ``class_labels=None`` with ``label_dim > 0`` is treated as all-zero labels (what EDM's
   preconditioners pass) and ``augment_labels=None`` with ``augment_dim > 0`` as zeros,
   which is identical to EDM skipping ``map_augment`` (that layer has no bias); this keeps
@@ -60,10 +61,35 @@ def xavier_uniform(gain: float = 1.0):
     return nn.initializers.variance_scaling(gain * gain, "fan_avg", "uniform")
 
 
+def edm_init(mode: str, fan_in: int, fan_out: int, gain: float = 1.0):
+    """EDM's ``weight_init(shape, mode, fan_in, fan_out) * gain`` with explicit fans, so a bias
+    (whose shape does not carry them) is drawn like its layer's weight (ADM's init_bias)."""
+    bounds = {"xavier_uniform": np.sqrt(6 / (fan_in + fan_out)), "xavier_normal": np.sqrt(2 / (fan_in + fan_out)),
+              "kaiming_uniform": np.sqrt(3 / fan_in), "kaiming_normal": np.sqrt(1 / fan_in)}
+    if mode not in bounds:
+        raise ValueError(f"unknown init mode {mode!r}; valid: {', '.join(bounds)}")
+    scale = float(bounds[mode] * gain)
+
+    def init(key, shape, dtype=jnp.float32):
+        if mode.endswith("normal"):
+            return scale * jax.random.normal(key, shape, dtype)
+        return scale * jax.random.uniform(key, shape, dtype, -1.0, 1.0)
+    return init
+
+
 def fourier_freqs(num_channels: int, scale: float, seed: int = _FOURIER_SEED) -> np.ndarray:
     """Fixed random frequencies of the NCSN++ Fourier embedding (``num_channels // 2``)."""
     rs = np.random.RandomState(seed)
     return (rs.standard_normal(num_channels // 2) * scale).astype(np.float32)
+
+
+def positional_freqs(num_channels: int, max_positions: float = 10000.0, endpoint: bool = False) -> np.ndarray:
+    """EDM's ``PositionalEmbedding`` frequencies (``num_channels // 2``), rounded as its float32
+    torch ops round them (exponent in float32, power in float64): an imported VP network sees
+    noise labels up to ~1000, where one ulp of a frequency shows in the output."""
+    half = num_channels // 2
+    e = np.arange(half, dtype=np.float32) / np.float32(half - (1 if endpoint else 0))
+    return (np.float64(np.float32(1 / max_positions)) ** e.astype(np.float64)).astype(np.float32)
 
 
 def _filter_2d(taps: Sequence[int], gain: float = 1.0) -> np.ndarray:
@@ -122,6 +148,8 @@ class Conv2d(nn.Module):
     resample_filter: Sequence[int] = (1, 1)
     fused_resample: bool = False
     init_weight: float = 1.0
+    init_mode: str = "xavier_uniform"  # EDM's init_mode; ADM uses kaiming_uniform
+    init_bias: float = 0.0             # bias ~ weight_init * init_bias (ADM: sqrt(1/3))
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -131,10 +159,15 @@ class Conv2d(nn.Module):
         x = x.astype(self.dtype)
         w = b = None
         if k:
-            w = self.param("kernel", xavier_uniform(self.init_weight), (k, k, cin, self.features),
-                           jnp.float32).astype(self.dtype)
+            if self.init_mode == "xavier_uniform" and not self.init_bias:  # SongUNet (unchanged)
+                w_init, b_init = xavier_uniform(self.init_weight), nn.initializers.zeros
+            else:
+                fans = (cin * k * k, self.features * k * k)
+                w_init = edm_init(self.init_mode, *fans, self.init_weight)
+                b_init = edm_init(self.init_mode, *fans, self.init_bias)
+            w = self.param("kernel", w_init, (k, k, cin, self.features), jnp.float32).astype(self.dtype)
             if self.use_bias:
-                b = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+                b = self.param("bias", b_init, (self.features,), jnp.float32)
         else:
             assert self.features == cin, "kernel=0 (pure resampling) keeps the channel count"
         taps = tuple(self.resample_filter)
@@ -168,6 +201,37 @@ def _group_norm(channels: int, eps: float, dtype, name: str):
                         param_dtype=jnp.float32, use_fast_variance=False, name=name)
 
 
+class _Linear(nn.Module):
+    """EDM ``Linear`` with a non-default init (params ``kernel`` (in, out) and ``bias`` as in
+    ``nn.Dense``): the bias is drawn with the layer's fans, which its shape does not carry."""
+
+    features: int
+    use_bias: bool = True
+    init_weight: float = 1.0
+    init_mode: str = "kaiming_normal"
+    init_bias: float = 0.0
+
+    @nn.compact
+    def __call__(self, x):
+        fans = (x.shape[-1], self.features)
+        k = self.param("kernel", edm_init(self.init_mode, *fans, self.init_weight), fans, jnp.float32)
+        y = jnp.dot(x, k)
+        if self.use_bias:
+            y = y + self.param("bias", edm_init(self.init_mode, *fans, self.init_bias), (self.features,),
+                               jnp.float32)
+        return y
+
+
+def dense(features: int, name: str, use_bias: bool = True, init_weight: float = 1.0,
+          init_mode: str = "xavier_uniform", init_bias: float = 0.0):
+    """EDM ``Linear`` in float32: ``nn.Dense`` with xavier-uniform weight and zero bias (SongUNet),
+    or EDM's other inits (ADM)."""
+    if init_mode == "xavier_uniform" and not init_bias:
+        return nn.Dense(features, use_bias=use_bias, kernel_init=xavier_uniform(init_weight),
+                        bias_init=nn.initializers.zeros, name=name)
+    return _Linear(features, use_bias, init_weight, init_mode, init_bias, name=name)
+
+
 class UNetBlock(nn.Module):
     """EDM ``UNetBlock`` (residual block + optional up/down-sampling and self-attention)."""
 
@@ -185,6 +249,8 @@ class UNetBlock(nn.Module):
     init_weight: float = 1.0        # 'init'
     init_zero_weight: float = 1e-5  # 'init_zero' (conv1, proj)
     init_attn_weight: float = 1.0   # 'init_attn' (qkv)
+    init_mode: str = "xavier_uniform"  # ADM: kaiming_uniform, with init_bias = init_weight
+    init_bias: float = 0.0          # 'init' layers' bias (init_zero / init_attn ones: 0 / init_bias)
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -192,14 +258,15 @@ class UNetBlock(nn.Module):
         cin, cout, dt = x.shape[-1], self.out_channels, self.dtype
         x = x.astype(dt)
         orig = x
+        init = dict(init_weight=self.init_weight, init_mode=self.init_mode, init_bias=self.init_bias)
+        init_zero = dict(init_weight=self.init_zero_weight, init_mode=self.init_mode)
+        init_attn = dict(init, init_weight=self.init_attn_weight)
         x = _group_norm(cin, self.eps, dt, "norm0")(x)
         x = Conv2d(cout, 3, up=self.up, down=self.down, resample_filter=self.resample_filter,
-                   init_weight=self.init_weight, dtype=dt, name="conv0")(nn.silu(x))
+                   dtype=dt, name="conv0", **init)(nn.silu(x))
 
         # The embedding path stays float32 (as in EDM) and is cast afterwards.
-        params = nn.Dense(cout * (2 if self.adaptive_scale else 1),
-                          kernel_init=xavier_uniform(self.init_weight),
-                          bias_init=nn.initializers.zeros, name="affine")(emb)
+        params = dense(cout * (2 if self.adaptive_scale else 1), "affine", **init)(emb)
         params = params[:, None, None, :].astype(dt)
         norm1 = _group_norm(cout, self.eps, dt, "norm1")
         if self.adaptive_scale:
@@ -209,22 +276,21 @@ class UNetBlock(nn.Module):
             x = nn.silu(norm1(x + params))
 
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        x = Conv2d(cout, 3, init_weight=self.init_zero_weight, dtype=dt, name="conv1")(x)
+        x = Conv2d(cout, 3, dtype=dt, name="conv1", **init_zero)(x)
 
         skip = orig
         if cout != cin or self.up or self.down:
             kernel = 1 if (self.resample_proj or cout != cin) else 0
             skip = Conv2d(cout, kernel, up=self.up, down=self.down,
-                          resample_filter=self.resample_filter, init_weight=self.init_weight,
-                          dtype=dt, name="skip")(orig)
+                          resample_filter=self.resample_filter, dtype=dt, name="skip", **init)(orig)
         x = (x + skip) * self.skip_scale
 
         if self.attention and self.num_heads:
             b, h, w, _ = x.shape
             nh = self.num_heads
             ch = cout // nh
-            qkv = Conv2d(cout * 3, 1, init_weight=self.init_attn_weight, dtype=dt,
-                         name="qkv")(_group_norm(cout, self.eps, dt, "norm2")(x))
+            qkv = Conv2d(cout * 3, 1, dtype=dt, name="qkv", **init_attn)(
+                _group_norm(cout, self.eps, dt, "norm2")(x))
             # EDM layout: channel index = head * (3 * ch) + c * 3 + {0: q, 1: k, 2: v}.
             qkv = qkv.reshape(b, h * w, nh, ch, 3)
             q, k, v = qkv[..., 0], qkv[..., 1], qkv[..., 2]
@@ -232,7 +298,7 @@ class UNetBlock(nn.Module):
                                 k.astype(jnp.float32) / float(np.sqrt(ch)))
             attn = jax.nn.softmax(logits, axis=-1).astype(dt)
             a = jnp.einsum("bhqk,bkhc->bqhc", attn, v).reshape(b, h, w, cout)
-            a = Conv2d(cout, 1, init_weight=self.init_zero_weight, dtype=dt, name="proj")(a)
+            a = Conv2d(cout, 1, dtype=dt, name="proj", **init_zero)(a)
             x = (a + x) * self.skip_scale
         return x
 
@@ -268,6 +334,9 @@ class SongUNet(nn.Module):
     embedding_type: str = "positional"  # 'positional' (DDPM++) | 'fourier' (NCSN++)
     channel_mult_noise: int = 1         # 1 for DDPM++, 2 for NCSN++
     fourier_scale: float = 16.0
+    # The Fourier frequencies themselves (``channels // 2`` floats), e.g. the ``map_noise.freqs``
+    # buffer of an imported EDM NCSN++; None: the seeded ``fourier_freqs`` above.
+    fourier_freqs: Sequence[float] | None = None
     encoder_type: str = "standard"      # 'standard' | 'skip' | 'residual'
     decoder_type: str = "standard"      # 'standard' | 'skip'
     resample_filter: Sequence[int] = (1, 1)
@@ -279,10 +348,15 @@ class SongUNet(nn.Module):
         t = noise_labels.astype(jnp.float32)
         half = channels // 2
         if self.embedding_type == "positional":  # PositionalEmbedding(endpoint=True)
-            freqs = (1.0 / 10000) ** (np.arange(half, dtype=np.float64) / (half - 1))
-            a = t[:, None] * jnp.asarray(freqs, jnp.float32)[None]
+            a = t[:, None] * jnp.asarray(positional_freqs(channels, endpoint=True))[None]
         else:  # FourierEmbedding
-            freqs = fourier_freqs(channels, self.fourier_scale) * np.float32(2 * np.pi)
+            if self.fourier_freqs is None:
+                freqs = fourier_freqs(channels, self.fourier_scale)
+            else:
+                freqs = np.asarray(self.fourier_freqs, np.float32)
+                if freqs.shape != (half,):
+                    raise ValueError(f"fourier_freqs: expected {half} frequencies, got {freqs.shape}")
+            freqs = freqs * np.float32(2 * np.pi)
             a = t[:, None] * jnp.asarray(freqs, jnp.float32)[None]
         return jnp.concatenate([jnp.sin(a), jnp.cos(a)], axis=-1)
 
@@ -402,8 +476,9 @@ class SongUNet(nn.Module):
 
 
 def params_from_torch_state_dict(state_dict) -> tuple[dict, np.ndarray | None]:
-    """Map an EDM ``SongUNet`` state dict (name -> array-like, optionally prefixed ``model.``
-    as inside EDM's preconditioners) to this module's ``params`` tree.
+    """Map an EDM ``SongUNet`` (or ``DhariwalUNet``: genmod.nets.adm) state dict (name ->
+    array-like, optionally prefixed ``model.`` as inside EDM's preconditioners) to this
+    module's ``params`` tree.
 
     Returns ``(params, fourier_freqs)``; the latter is the NCSN++ ``map_noise.freqs`` buffer
     (or None), which this module does not store: the port is exact only where it equals
@@ -462,7 +537,8 @@ def ncsnpp_cifar10() -> dict:
 
 
 def adm_imagenet64() -> dict:
-    """ADM-width SongUNet standing in for EDM's ImageNet-64 ADM (genmod has no ADM) [unverified]."""
+    """ADM-width SongUNet standing in for EDM's ImageNet-64 ADM [unverified]; the real ADM is
+    ``net.arch=adm`` (genmod.nets.adm, what imported EDM ImageNet teachers use)."""
     return dict(model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
                 attn_resolutions=(32, 16, 8), dropout=0.1, embedding_type="positional", channel_mult_noise=1,
                 encoder_type="standard", decoder_type="standard", resample_filter=(1, 1))
