@@ -6,6 +6,7 @@ import ast
 import importlib.util
 import json
 import os
+import re
 
 import ml_collections
 from ml_collections import ConfigDict
@@ -109,22 +110,26 @@ def smoke64(c: ConfigDict) -> ConfigDict:
 
 
 def available() -> list[str]:
-    names = set()
-    for d in (os.path.join(os.getcwd(), "configs"), REPO_CONFIGS):
-        if os.path.isdir(d):
-            names |= {f[:-3] for f in os.listdir(d) if f.endswith(".py") and not f.startswith("_")}
-    return sorted(names)
+    """The packaged configs (``configs/*.py`` beside the genmod package)."""
+    if not os.path.isdir(REPO_CONFIGS):
+        return []
+    return sorted(f[:-3] for f in os.listdir(REPO_CONFIGS) if f.endswith(".py") and not f.startswith("_"))
 
 
 def config_path(name: str) -> str:
+    """``NAME`` is a packaged config (``configs/NAME.py`` of this install: never the current
+    directory's ``configs/``); any other Python file runs only when named as a path ending in
+    ``.py`` (``--config path/to/file.py``), so a config name can never reach outside."""
     if name.endswith(".py"):
-        if os.path.exists(name):
+        if os.path.isfile(name):
             return name
         raise ConfigError(f"config file not found: {name}")
-    for d in (os.path.join(os.getcwd(), "configs"), REPO_CONFIGS):
-        p = os.path.join(d, name + ".py")
-        if os.path.exists(p):
-            return p
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_\-]*", name or ""):
+        raise ConfigError(f"bad config name {name!r}: use a name from configs/ ({', '.join(available())}) "
+                          f"or a path ending in .py")
+    p = os.path.join(REPO_CONFIGS, name + ".py")
+    if os.path.isfile(p):
+        return p
     raise ConfigError(f"unknown config {name!r}; valid: {', '.join(available())}")
 
 
@@ -189,6 +194,9 @@ def override(config: ConfigDict, key: str, value: str):
         if i < len(parts) - 1:
             node = node[p]
     leaf = parts[-1]
+    if isinstance(node[leaf], ConfigDict):
+        raise ConfigError(f"--config.{key} is a group (keys: {', '.join(sorted(node[leaf].keys()))}); "
+                          f"set its keys: --config.{key}.KEY=value")
     with node.unlocked():
         node[leaf] = _parse(value, node[leaf], key)
 
@@ -203,13 +211,35 @@ def flat(d, prefix=""):
     return out
 
 
-def check_workdir(config: ConfigDict, workdir: str, force: bool = False):
-    """Refuse to resume a workdir written by a different config (unless ``force``)."""
+def read_workdir_config(workdir: str) -> dict | None:
+    """A workdir's ``config.json`` as a dict (None when there is none)."""
     path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path) or force:
+    return read_config_file(path) if os.path.exists(path) else None
+
+
+def read_config_file(path: str) -> dict:
+    """A config JSON file as a dict; an empty, truncated or non-JSON file is a ConfigError naming
+    it (never overwritten: it may be the only record of how the checkpoints beside it were made)."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (UnicodeDecodeError, ValueError) as e:
+        why = "empty" if os.path.getsize(path) == 0 else f"not valid JSON ({str(e).splitlines()[0][:80]})"
+        raise ConfigError(f"{path} is {why}: not a genmod config (damaged?); fix or move it aside, "
+                          f"or use a fresh --workdir") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path} holds a JSON {type(d).__name__}, not a genmod config; fix or move it "
+                          f"aside, or use a fresh --workdir")
+    return d
+
+
+def check_workdir(config: ConfigDict, workdir: str, force: bool = False):
+    """Refuse to resume a workdir written by a different config (unless ``force``). A damaged
+    ``config.json`` is refused even with ``force``."""
+    old = read_workdir_config(workdir)
+    if old is None or force:
         return
-    with open(path) as f:
-        old = flat(json.load(f))
+    old = flat(old)
     new = flat(json.loads(config.to_json()))
     diff = sorted(k for k in set(old) | set(new)
                   if old.get(k) != new.get(k) and k.split(".")[0] not in RESUME_SAFE)
@@ -224,9 +254,176 @@ def save_json(config: ConfigDict, workdir: str):
     tmp = os.path.join(workdir, "config.json.tmp")
     with open(tmp, "w") as f:
         f.write(config.to_json(indent=2))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, os.path.join(workdir, "config.json"))
 
 
 def from_json(path: str) -> ConfigDict:
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(read_config_file(path))
+
+
+# -- validation: every value checked before anything is compiled, created or overwritten --------
+GROUPS = ("data", "net", "optim", "ema", "mesh", "sample")  # groups every config has (see base())
+# (key, minimum): integers the loop itself uses
+INT_RANGES = (("seed", 0), ("total_steps", 1), ("batch_size", 1), ("log_every", 1), ("ckpt_every", 1),
+              ("sample_every", 0), ("keep", 1), ("num_preview", 0), ("max_bad_steps", 1))
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fail(msg):
+    raise ConfigError(msg)
+
+
+def mesh_size(mesh_cfg, num_devices: int, num_processes: int = 1) -> int:
+    """Devices the mesh ``mesh_cfg`` uses out of ``num_devices`` (as sharding.make_mesh builds
+    it), or a ConfigError saying why it does not fit."""
+    names = list(mesh_cfg.keys())
+    sizes = [mesh_cfg[k] for k in names]
+    shown = dict(zip(names, sizes))
+    if not names or not all(_is_int(s) and (s == -1 or s >= 1) for s in sizes):
+        _fail(f"config.mesh {shown}: each axis is a positive int, or -1 (all remaining devices)")
+    if sizes.count(-1) > 1:
+        _fail(f"config.mesh {shown}: at most one axis may be -1")
+    known = 1
+    for s in sizes:
+        known *= s if s != -1 else 1
+    n = num_devices
+    if -1 not in sizes:
+        if known > n or (num_processes > 1 and known != n):
+            _fail(f"config.mesh {shown} needs {known} devices, there are {n}"
+                  + (" (a multi-process run uses every device)" if num_processes > 1 else ""))
+        return known
+    if n % known:
+        _fail(f"config.mesh {shown} does not fit {n} devices ({n} is not divisible by {known})")
+    return n
+
+
+def validate(config: ConfigDict, num_devices: int | None = None, num_processes: int = 1):
+    """Check a config's types, ranges and (given ``num_devices``) its fit to the mesh, so a bad
+    value is one clear ConfigError line before anything is compiled or written. Method-specific
+    keys are checked by the methods themselves."""
+    for g in GROUPS:
+        if g in config and not isinstance(config[g], (ConfigDict, dict)):
+            _fail(f"config.{g} must be a group of keys, got {config[g]!r}")
+    if not isinstance(config.get("method"), str) or not config.method:
+        _fail(f"config.method must be a method name, got {config.get('method')!r}")
+    for k, lo in INT_RANGES:
+        if k not in config:
+            continue
+        v = config[k]
+        if not _is_int(v) or v < lo:
+            _fail(f"config.{k} must be an integer >= {lo}, got {v!r}")
+    if config.get("seed", 0) >= 2**31:
+        _fail(f"config.seed must be < 2**31, got {config.seed}")
+    d = config.get("data") or ConfigDict()
+    shape = d.get("shape")
+    if shape is not None and (not isinstance(shape, (tuple, list)) or not shape
+                              or not all(_is_int(v) and v >= 1 for v in shape)):
+        _fail(f"config.data.shape must be positive ints, e.g. (32, 32, 3) or (2,), got {shape!r}")
+    nc = d.get("num_classes", 0)
+    if not _is_int(nc) or nc < 0:
+        _fail(f"config.data.num_classes must be an integer >= 0, got {nc!r}")
+    if "size" in d and (not _is_int(d.size) or d.size < 1):
+        _fail(f"config.data.size must be an integer >= 1, got {d.size!r}")
+    for where, group in _net_groups(config, "config"):
+        _validate_net(group, where)
+    for name, o in (config.get("optim") or {}).items():
+        where = f"config.optim.{name}"
+        if not isinstance(o, (ConfigDict, dict)):
+            _fail(f"{where} must be a group (name, lr, b1, ...), got {o!r}")
+        checks = (("lr", lambda v: v >= 0, ">= 0"), ("b1", lambda v: 0 <= v < 1, "in [0, 1)"),
+                  ("b2", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: v > 0, "> 0"),
+                  ("clip", lambda v: v >= 0, ">= 0"), ("weight_decay", lambda v: v >= 0, ">= 0"),
+                  ("warmup_img", lambda v: v >= 0, ">= 0"), ("warmup_steps", lambda v: v >= 0, ">= 0"))
+        for k, ok, what in checks:
+            if k in o and o[k] is not None and (not _is_num(o[k]) or o[k] != o[k] or abs(o[k]) == float("inf")
+                                                  or not ok(o[k])):
+                _fail(f"{where}.{k} must be a finite number {what}, got {o[k]!r}")
+    e = config.get("ema") or {}
+    if "halflife_img" in e and (not _is_num(e["halflife_img"]) or not e["halflife_img"] > 0):
+        _fail(f"config.ema.halflife_img must be > 0, got {e['halflife_img']!r}")
+    r = e.get("rampup")
+    if r is not None and (not _is_num(r) or r < 0):
+        _fail(f"config.ema.rampup must be >= 0 (or None), got {r!r}")
+    nfe = (config.get("sample") or {}).get("nfe")
+    if nfe is not None and (not _is_int(nfe) or nfe < 0 or (nfe == 0 and config.method not in NFE0_METHODS)):
+        _fail(f"config.sample.nfe must be an integer >= 1, got {nfe!r}")
+    if num_devices is not None:
+        n = mesh_size(config.get("mesh") or {"data": -1}, num_devices, num_processes)
+        if config.batch_size % n:
+            _fail(f"batch_size {config.batch_size} is not divisible by the {n} devices of the mesh")
+
+
+NFE0_METHODS = ("cdrl",)  # sample.nfe = 0 means something there (no Langevin steps)
+
+
+def _net_groups(node, where):
+    """Every group that describes a network (it has an ``arch`` key), e.g. config.net,
+    config.teacher.net, config.critic_net."""
+    for k, v in node.items():
+        if isinstance(v, (ConfigDict, dict)):
+            if "arch" in v:
+                yield f"{where}.{k}", v
+            else:
+                yield from _net_groups(v, f"{where}.{k}")
+
+
+def _validate_net(net, where):
+    """Layer widths, depths and counts: positive. A scalar int in a net group is >= 0 (0 turns
+    a feature off, e.g. ``fourier``); an int inside a tuple (``hidden``, ``channel_mult``,
+    ``attn_resolutions``) is >= 1; a float is finite and >= 0 (dropout, scales)."""
+    if not isinstance(net, (ConfigDict, dict)):
+        _fail(f"{where} must be a group of keys, got {net!r}")
+    for k, v in net.items():
+        if isinstance(v, (ConfigDict, dict)):
+            _validate_net(v, f"{where}.{k}")
+        elif isinstance(v, (tuple, list)):
+            if any(_is_int(x) and x < 1 for x in v):
+                _fail(f"{where}.{k} must hold positive integers, got {tuple(v)!r}")
+        elif _is_int(v) and v < 0:
+            _fail(f"{where}.{k} must be >= 0, got {v!r}")
+        elif isinstance(v, float) and (v != v or v < 0 or v == float("inf")):
+            _fail(f"{where}.{k} must be a finite number >= 0, got {v!r}")
+
+
+# -- code a config may name: packaged modules, or ones the user named on the command line ------
+TRUSTED_MODULES: set[str] = set()
+
+
+def external_modules(config) -> set[str]:
+    """Python modules outside genmod that ``config`` would import: a dotted ``method`` and
+    ``module:function`` values of any ``arch`` key."""
+    d = config.to_dict() if isinstance(config, ConfigDict) else dict(config)
+    out = set()
+    m = d.get("method")
+    if isinstance(m, str) and "." in m and not m.startswith("genmod."):
+        out.add(m)
+    for k, v in flat(d).items():
+        if k.split(".")[-1] == "arch" and isinstance(v, str) and ":" in v:
+            mod = v.split(":")[0]
+            if not mod.startswith("genmod."):
+                out.add(mod)
+    return out
+
+
+def trust_modules(*modules: str):
+    """Allow workdir configs to import these modules (what ``--allow_module`` and a launch
+    config the user chose name)."""
+    TRUSTED_MODULES.update(m for m in modules if m)
+
+
+def check_modules(config, source: str):
+    """Refuse a config read from a file (a workdir's ``config.json``) that would import a module
+    outside genmod the user has not named: such a file must not run code."""
+    bad = sorted(external_modules(config) - TRUSTED_MODULES)
+    if bad:
+        raise ConfigError(f"{source} names module {bad[0]!r} outside genmod; it is imported only when you "
+                          f"name it: add --allow_module {bad[0]}")

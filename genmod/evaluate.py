@@ -102,7 +102,17 @@ def load_ref(path: str) -> dict:
     if "mu" not in d or "sigma" not in d:
         raise ValueError(f"{path}: not FID statistics (needs mu and sigma; keys: {', '.join(d)})")
     out = {k: (v.item() if v.ndim == 0 else v) for k, v in d.items()}
-    out["mu"], out["sigma"] = d["mu"].astype(np.float64), d["sigma"].astype(np.float64)
+    try:
+        out["mu"], out["sigma"] = d["mu"].astype(np.float64), d["sigma"].astype(np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: mu/sigma are not numeric arrays ({e})") from None
+    mu, sigma = out["mu"], out["sigma"]
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not a mean and its covariance")
+    for k in ("mu", "sigma"):
+        bad = int((~np.isfinite(out[k])).sum())
+        if bad:
+            raise ValueError(f"{path}: {k} holds {bad} non-finite values (NaN/inf): recompute the reference")
     return out
 
 
@@ -234,6 +244,18 @@ def cmd_fid(a) -> int:
         _die(f"{a.ref}: {problem}")
     if not os.path.exists(os.path.join(a.workdir, "config.json")):
         _die(f"no config.json in {a.workdir}: not a genmod workdir")
+    from genmod import config_lib
+    from genmod.sample import nfe_problem
+
+    config_lib.trust_modules(*a.allow_module)
+    try:
+        wcfg = config_lib.read_workdir_config(a.workdir)
+        config_lib.check_modules(wcfg, os.path.join(a.workdir, "config.json"))
+    except config_lib.ConfigError as e:
+        _die(str(e))
+    problem = nfe_problem(a.nfe, wcfg.get("method"))
+    if problem:
+        _die(problem)
     if a.num < 2048:
         print(f"warning: {a.num} samples < 2048: the covariance is singular and {metric_name(a.num)} "
               f"is biased upwards; compare only at equal N and seeds", file=sys.stderr)
@@ -260,9 +282,11 @@ def cmd_fid(a) -> int:
             got["n"] += len(chunk_seeds)
             yield images
 
+    from genmod.checkpoint import CheckpointError
+
     try:
         stats, shape = feature_stats(checked(), extractor, _progress(a.num))
-    except (FileNotFoundError, ValueError) as e:  # no checkpoint at --step, bad workdir, ...
+    except (FileNotFoundError, ValueError, CheckpointError) as e:  # no checkpoint at --step, bad workdir, ...
         _die(str(e))
     if stats.count != a.num:
         _die(f"got {stats.count} samples, expected {a.num}")
@@ -300,6 +324,8 @@ def main(argv=None) -> int:
     f.add_argument("--seeds", help="e.g. 0-49999 (default 0..num-1); the first --num are used")
     f.add_argument("--step", type=int)
     f.add_argument("--nfe", type=int)
+    f.add_argument("--allow_module", action="append", default=[], metavar="MODULE",
+                   help="let the workdir's config.json import this module (outside genmod)")
     for q in (r, f):
         q.add_argument("--batch", type=int, default=250)
         q.add_argument("--weights", help="converted Inception npz (default checkpoints/fid/inception_fid.npz)")

@@ -17,6 +17,8 @@ def parse(argv):
     p.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--force", action="store_true", help="resume even if the workdir's config differs")
     p.add_argument("--list_configs", action="store_true")
+    p.add_argument("--allow_module", action="append", default=[], metavar="MODULE",
+                   help="let a teacher workdir's config.json import this module (outside genmod)")
     g = p.add_argument_group("multi-host (jax.distributed); also GENMOD_COORDINATOR etc.")
     g.add_argument("--coordinator", default=os.environ.get("GENMOD_COORDINATOR"), help="host:port of process 0")
     g.add_argument("--num_processes", type=int, default=int(os.environ.get("GENMOD_NUM_PROCESSES", 0)) or None)
@@ -64,21 +66,25 @@ def main(argv=None) -> int:
         config = config_lib.load(args.config)
         for k, v in overrides:
             config_lib.override(config, k, v)
+        config_lib.validate(config)  # the device-dependent checks follow in train.train
     except config_lib.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # Modules this run's own config names (the user chose it: a packaged config, an explicit
+    # .py path, --config.* overrides) may also be imported from a teacher workdir's config.json.
+    config_lib.trust_modules(*config_lib.external_modules(config), *args.allow_module)
     if args.dry_run:
         print(config.to_json(indent=2))
         return 0
     name = os.path.basename(args.config.partition(":")[0]).removesuffix(".py")
     workdir = args.workdir or os.path.join("checkpoints", name)
     init_distributed(args)
-    from genmod import checkpoint, data, train  # imports jax: after argument checks, so errors are fast
+    from genmod import checkpoint, data, lock, train  # imports jax: after argument checks, so errors are fast
 
     try:
         status = train.train(config, workdir, force=args.force)
     except (config_lib.ConfigError, data.DataError, FileNotFoundError, FloatingPointError,
-            checkpoint.CheckpointError, OSError) as e:
+            checkpoint.CheckpointError, lock.LockError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     import jax

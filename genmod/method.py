@@ -103,7 +103,9 @@ def get_method(config, frozen=None) -> Method:
         import genmod.methods as pkg
 
         valid = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
-        raise ValueError(f"unknown method {name!r}; valid: {', '.join(valid)} (or a module path)") from None
+        from genmod.config_lib import ConfigError
+
+        raise ConfigError(f"unknown method {name!r}; valid: {', '.join(valid)} (or a module path)") from None
     return mod.Method(config, frozen)
 
 

@@ -15,13 +15,57 @@ import numpy as np
 from genmod.train import load_workdir  # noqa: F401  (the library's loader; kept importable here)
 
 
+MAX_SEED = 2**32 - 1  # seeds become uint32 PRNG keys
+MAX_SEEDS = 2**31
+
+
 def parse_seeds(s: str) -> np.ndarray:
-    """'0-63' or '1,5,9' or '0-9,20-29'."""
-    out = []
+    """'0-63' or '1,5,9' or '0-9,20-29'; ValueError (with the reason) for a malformed part, a
+    descending range, a seed outside 0..2**32-1 or more than 2**31 seeds."""
+    parts, count = [], 0
     for part in s.split(","):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
-    return np.asarray(out, np.int64)
+        a, dash, b = part.strip().partition("-")
+        try:
+            lo, hi = int(a), int(b) if dash else int(a)
+        except ValueError:
+            raise ValueError(f"bad --seeds {s!r}: {part!r} is not N or A-B (seeds are >= 0)") from None
+        if hi < lo:
+            raise ValueError(f"bad --seeds {s!r}: the range {part!r} is descending")
+        if lo < 0 or hi > MAX_SEED:
+            raise ValueError(f"bad --seeds {s!r}: seeds are 0..{MAX_SEED}")
+        count += hi - lo + 1
+        if count > MAX_SEEDS:
+            raise ValueError(f"bad --seeds {s!r}: more than {MAX_SEEDS} seeds")
+        parts.append((lo, hi))
+    return np.concatenate([np.arange(lo, hi + 1, dtype=np.int64) for lo, hi in parts])
+
+
+def nfe_problem(nfe, method) -> str | None:
+    """Why ``--nfe`` is not usable for ``method`` (None: fine or not given). 0 means "no
+    steps" only where a method defines it (cdrl: no Langevin steps); elsewhere it would
+    silently become the default."""
+    from genmod.config_lib import NFE0_METHODS
+
+    if nfe is None:
+        return None
+    if nfe < 0 or (nfe == 0 and method not in NFE0_METHODS):
+        return f"--nfe must be >= 1{' (0: no Langevin steps)' if method in NFE0_METHODS else ''}, got {nfe}"
+    return None
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable; else physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, AttributeError):
+        return 1 << 62
 
 
 class Sampler:
@@ -78,38 +122,109 @@ iter_samples = SampleStream
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m genmod.sample", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True)
-    p.add_argument("--num", type=int, default=64)
+    p.add_argument("--num", type=int, help="number of samples (default 64, or the number of --seeds)")
     p.add_argument("--out", required=True, help="FILE.npz (a PNG grid is written beside it)")
     p.add_argument("--seeds", help="e.g. 0-63 (default 0..num-1)")
     p.add_argument("--step", type=int)
     p.add_argument("--nfe", type=int)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--allow_module", action="append", default=[], metavar="MODULE",
+                   help="let the workdir's config.json import this module (outside genmod)")
     a = p.parse_args(argv)
     try:
-        seeds = parse_seeds(a.seeds) if a.seeds else np.arange(a.num)
-    except ValueError:
-        print(f"error: bad --seeds {a.seeds!r} (use A-B or a comma list)", file=sys.stderr)
+        return _main(a)
+    except _Usage as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.seeds and a.num != 64 and len(seeds) != a.num:
-        print(f"error: --seeds gives {len(seeds)} seeds but --num is {a.num}", file=sys.stderr)
-        return 2
+
+
+class _Usage(Exception):
+    """A bad argument or workdir: one line, exit 2."""
+
+
+def _main(a) -> int:
+    """Every argument and the workdir's config are checked before the checkpoint is loaded or a
+    sampler compiled; the output is written to a temporary file and renamed into place."""
+    from genmod import config_lib
+
+    if a.batch < 1:
+        raise _Usage(f"--batch must be >= 1, got {a.batch}")
+    if a.num is not None and a.num < 1:
+        raise _Usage(f"--num must be >= 1, got {a.num}")
+    if a.step is not None and a.step < 0:
+        raise _Usage(f"--step must be >= 0, got {a.step}")
+    if a.seeds:
+        try:
+            seeds = parse_seeds(a.seeds)
+        except ValueError as e:
+            raise _Usage(str(e)) from None
+        if a.num is not None and len(seeds) != a.num:
+            raise _Usage(f"--seeds gives {len(seeds)} seeds but --num is {a.num}")
+    else:
+        num = 64 if a.num is None else a.num
+        if num > MAX_SEEDS:
+            raise _Usage(f"--num {num} is more than {MAX_SEEDS} samples; sample in parts with --seeds A-B")
+        seeds = None
     if not a.out.endswith(".npz"):
-        print("error: --out must end in .npz", file=sys.stderr)
-        return 2
+        raise _Usage("--out must end in .npz")
+    if not os.path.exists(os.path.join(a.workdir, "config.json")):
+        raise _Usage(f"no config.json in {a.workdir}: not a genmod workdir")
+    config_lib.trust_modules(*a.allow_module)
+    try:
+        cfg = config_lib.read_workdir_config(a.workdir)
+        config_lib.check_modules(cfg, os.path.join(a.workdir, "config.json"))
+    except config_lib.ConfigError as e:
+        raise _Usage(str(e)) from None
+    problem = nfe_problem(a.nfe, cfg.get("method"))
+    if problem:
+        raise _Usage(problem)
+    n = len(seeds) if seeds is not None else num
+    try:
+        shape = tuple(int(v) for v in cfg["data"]["shape"])
+    except (KeyError, TypeError, ValueError):
+        raise _Usage(f"{a.workdir}/config.json has no usable data.shape") from None
+    is_image = len(shape) == 3
+    need = n * int(np.prod(shape)) * (1 if is_image else 4) + n * 8
+    if need > available_memory() // 2:
+        raise _Usage(f"--num {n} needs {need / 2**30:.1f} GiB for the samples, more than half the free "
+                     f"memory; sample in parts with --seeds A-B")
+    # the output must be writable before any sampling: probe the very file we will rename
+    tmp = a.out[:-4] + ".tmp.npz"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+        with open(tmp, "wb"):
+            pass
+        os.remove(tmp)
+    except OSError as e:
+        raise _Usage(f"cannot write --out {a.out} ({e.strerror or e})") from None
+    if seeds is None:
+        seeds = np.arange(n, dtype=np.int64)
+
     from genmod import writers
+    from genmod.checkpoint import CheckpointError
 
     try:
         s = Sampler(a.workdir, a.step, a.nfe)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    chunks = [s(np.concatenate([c, np.full(a.batch - len(c), c[-1])]))[: len(c)]
-              for c in (seeds[i:i + a.batch] for i in range(0, len(seeds), a.batch))]
-    x = np.concatenate(chunks)
-    out = writers.to_uint8(x) if x.ndim == 4 else x.astype(np.float32)
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    np.savez(a.out, samples=out, seeds=seeds, step=s.step)
-    writers.save_png(a.out[:-4] + ".png", writers.preview(x[:256]))
+    except (FileNotFoundError, config_lib.ConfigError, CheckpointError) as e:
+        raise _Usage(str(e)) from None
+    out, preview = None, []
+    for i in range(0, n, a.batch):
+        c = seeds[i:i + a.batch]
+        x = s(np.concatenate([c, np.full(a.batch - len(c), c[-1])]))[: len(c)]
+        if not np.isfinite(x).all():
+            raise _Usage(f"the sampler gave non-finite values (seeds {c[0]}..{c[-1]}, checkpoint step {s.step}); "
+                         f"nothing written: try another --step or --nfe")
+        if out is None:
+            try:
+                out = np.empty((n,) + x.shape[1:], np.uint8 if x.ndim == 4 else np.float32)
+            except MemoryError:
+                raise _Usage(f"--num {n}: not enough memory for the samples; sample in parts with --seeds A-B") from None
+        out[i:i + len(c)] = writers.to_uint8(x) if x.ndim == 4 else x
+        if sum(map(len, preview)) < 256:
+            preview.append(x[:256])
+    np.savez(tmp, samples=out, seeds=seeds, step=s.step)
+    os.replace(tmp, a.out)
+    writers.save_png(a.out[:-4] + ".png", writers.preview(np.concatenate(preview)[:256]))
     print(f"wrote {len(out)} samples (step {s.step}) to {a.out}")
     return 0
 

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from genmod import config_lib, data as data_lib, metrics as metrics_lib, sharding, writers
-from genmod.checkpoint import Checkpoints, abstract_with_shardings
+from genmod.checkpoint import CheckpointError, Checkpoints, abstract_with_shardings
+from genmod.lock import WorkdirLock
 from genmod.method import get_method
 
 
@@ -71,22 +72,31 @@ class StageRun:
         self._finite = jax.jit(lambda s: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in floats(s)])),
                                out_shardings=sharding.replicated(mesh))
 
-    def load(self, log=print):
-        """(state, step, finished): the newest readable checkpoint, or a fresh init."""
-        if self.ckpt.latest() is not None:
-            state, meta = self.ckpt.restore_latest_good(self.abstract, log)
-            return state, int(meta["step"]), bool(meta.get("finished"))
-        state = jax.jit(self.init, out_shardings=self.shardings)(self.rng)
-        return state, 0, False
+    def finite(self, state) -> bool:
+        return bool(self._finite(state))
 
-    def save(self, state, step, finished=False, force=False):
+    def load(self, log=print, move_bad=True):
+        """(state, step, finished, meta): the newest good checkpoint (checked against this
+        config, its integrity record and for non-finite values), or a fresh init (meta None)."""
+        if self.ckpt.latest() is not None:
+            state, meta = self.ckpt.restore_latest_good(self.abstract, log, self.finite, move_bad)
+            return state, int(meta["step"]), bool(meta.get("finished")), meta
+        aside = self.ckpt.set_aside()
+        if aside:  # every checkpoint was moved aside (by an older genmod): never silently start over
+            raise CheckpointError(f"{self.ckpt.dir} holds no checkpoint, only ones set aside as bad "
+                                  f"({', '.join(aside[:3])}); inspect them, or move them away to train "
+                                  f"from step 0")
+        state = jax.jit(self.init, out_shardings=self.shardings)(self.rng)
+        return state, 0, False, None
+
+    def save(self, state, step, finished=False, force=False, **extra_meta):
         """Async save; refuses a non-finite state, so a good checkpoint is never followed by a
         NaN one (skipped steps leave params finite; this catches anything else)."""
         if not bool(self._finite(state)):
             raise FloatingPointError(f"[{self.stage.name}] non-finite values in the state at step {step}; not "
                                      f"saving (last good checkpoint: step {self.ckpt.latest()})")
         meta = {"stage": self.stage.name, "step": step, "finished": finished,
-                "data_position": step * self.config.batch_size}
+                "data_position": step * self.config.batch_size, **extra_meta}
         self.ckpt.save(step, state, meta, force=force)
 
 
@@ -94,38 +104,79 @@ def iter_stages(config, workdir, mesh, spec, async_save=True):
     """Yield a StageRun per stage; each later stage is built from the finished earlier ones."""
     root = get_method(config)
     prior = {}
-    for i, stage in enumerate(root.stages()):
+    stages = root.stages()
+    for i, stage in enumerate(stages):
         run = StageRun(config, workdir, i, stage, stage.make(prior), mesh, spec, async_save)
+        run.is_last = i == len(stages) - 1
         state = yield run
         prior = {**prior, stage.name: state}
+
+
+def check_data(pipeline, config, log=print):
+    """Dataset problems the pipeline would only meet mid-run: arrays of different lengths
+    (labels shorter than images), labels outside ``0..num_classes-1``; and a warning when a
+    batch is larger than the dataset (each batch then repeats rows)."""
+    src, where = pipeline.src, config.data.source
+    arrays = getattr(src, "arrays", None)
+    if isinstance(arrays, dict) and arrays:
+        lens = {k: len(v) for k, v in arrays.items()}
+        if len(set(lens.values())) > 1:
+            raise data_lib.DataError(f"{where}: arrays of different lengths ("
+                                     f"{', '.join(f'{k} {n}' for k, n in lens.items())})")
+        nc = pipeline.num_classes
+        if nc and "label" in arrays and len(arrays["label"]):
+            lab = np.asarray(arrays["label"])
+            lo, hi = int(lab.min()), int(lab.max())
+            if lo < 0 or hi >= nc:
+                raise data_lib.DataError(f"{where}: labels span {lo}..{hi}, outside 0..{nc - 1} "
+                                         f"(data.num_classes={nc})")
+    if pipeline.n < config.batch_size:
+        log(f"warning: {where} has {pipeline.n} rows, fewer than batch_size {config.batch_size}: "
+            f"every batch repeats rows (epochs wrap inside a batch)")
 
 
 def train(config, workdir: str, *, stop_after: int | None = None, force: bool = False, log=print) -> str:
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint. Returns "done",
     or "preempted" after SIGTERM (or ``stop_after`` steps in this call, for tests) once a
-    checkpoint is committed."""
+    checkpoint is committed.
+
+    Order (nothing in the workdir is changed before the config has been checked against it):
+    validate the config (types, ranges, mesh), compare it with the workdir's config.json, open
+    the data, take the workdir lock, restore (a checkpoint of another shape is a ConfigError),
+    and only then write config.json."""
     if jax.process_index() != 0:
         log = lambda *_: None  # noqa: E731  (one progress log per job)
+    config_lib.validate(config, jax.device_count(), jax.process_count())
     config_lib.check_workdir(config, workdir, force)
     mesh = sharding.make_mesh(config.mesh)
-    n_dev = mesh.size
-    if config.batch_size % n_dev:
-        raise config_lib.ConfigError(f"batch_size {config.batch_size} is not divisible by the "
-                                     f"{n_dev} devices of the mesh")
     pipeline = data_lib.Pipeline(config.data, config.batch_size, sharding.batch_sharding(mesh), config.seed)
+    check_data(pipeline, config, log)
     is_main = jax.process_index() == 0
-    if is_main:
-        config_lib.save_json(config, workdir)
+    with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
+        config_lib.check_workdir(config, workdir, force)  # again, now that no one else can write it
+        return _train_locked(config, workdir, mesh, pipeline, stop_after, log)
+
+
+def _train_locked(config, workdir, mesh, pipeline, stop_after, log):
+    is_main = jax.process_index() == 0
     writer = writers.Writer(workdir, is_main)
-    if is_main:
-        writer.text("config", "```\n" + config.to_json(indent=2) + "\n```")
     steps_run = 0
     status = "done"
+    saved_config = [False]
+
+    def save_config():  # once the first stage's checkpoint has been accepted for this config
+        if is_main and not saved_config[0]:
+            config_lib.save_json(config, workdir)
+            writer.text("config", "```\n" + config.to_json(indent=2) + "\n```")
+        saved_config[0] = True
+
+    metrics_offset = 0  # metrics.jsonl length when the latest restored checkpoint was saved
     with Preemption() as pre, contextlib.closing(writer):
         stages = iter_stages(config, workdir, mesh, pipeline.spec())
         run = next(stages)
         while True:
-            state, status, ran = _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_run, log)
+            state, status, ran, metrics_offset = _run_stage(config, workdir, run, pipeline, writer, pre, stop_after,
+                                                            steps_run, log, save_config, metrics_offset)
             steps_run += ran
             run.ckpt.close()
             if status != "done":
@@ -134,19 +185,27 @@ def train(config, workdir: str, *, stop_after: int | None = None, force: bool = 
                 run = stages.send(state)
             except StopIteration:
                 break
+        save_config()
     return status
 
 
-def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_run, log):
+def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_run, log, save_config,
+               metrics_offset=0):
     stage, method = run.stage, run.method
-    state, step, finished = run.load(log)
+    state, step, finished, meta = run.load(log)
+    save_config()
+    # metrics.jsonl: drop what was logged after the restored checkpoint (a killed run's steps
+    # that are about to be trained again); a fresh stage keeps what earlier stages logged.
+    offset = meta.get("metrics_offset") if meta else metrics_offset
     total = stage.num_steps
     if step >= total:  # (a longer total_steps on resume continues a "finished" run)
         if not finished:
-            run.save(state, step, finished=True, force=True)
+            run.save(state, step, finished=True, force=True, metrics_offset=writer.offset())
             run.ckpt.wait()
         log(f"[{stage.name}] complete at step {step}")
-        return state, "done", 0
+        return state, "done", 0, (offset if offset is not None else writer.offset())
+    if offset is not None:
+        writer.truncate(offset)
     if step:
         log(f"[{stage.name}] resuming from step {step}")
     repl = sharding.replicated(run.mesh)
@@ -187,7 +246,8 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
                     s.update(p, img_per_sec=p["steps_per_sec"] * config.batch_size)
                 writer.scalars(step, s)
                 losses = " ".join(f"{k}={v:.4g}" for k, v in s.items() if k.endswith("loss"))
-                eta = f" {s['steps_per_sec']:.1f} steps/s ETA {writers.fmt_eta(s['eta_sec'])}" if p else ""
+                eta = (f" {s['steps_per_sec']:.1f} steps/s ({s['wall_steps_per_sec']:.1f} with checkpoints) "
+                       f"ETA {writers.fmt_eta(s['eta_sec'])}") if p else ""
                 log(f"[{stage.name}] step {step}/{total} ({100 * step / total:.0f}%) {losses}{eta}")
                 streak = max([v for k, v in s.items() if k.endswith("bad_streak")], default=0)
                 if streak >= config.max_bad_steps:
@@ -202,7 +262,7 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
                     writers.save_png(os.path.join(workdir, "samples", f"{stage.name}_{step:08d}.png"), img)
                     writer.image(step, f"samples/{stage.name}", img)
             if step % config.ckpt_every == 0 or step == total or stop:
-                run.save(state, step, finished=step == total, force=stop)
+                run.save(state, step, finished=step == total, force=stop, metrics_offset=writer.offset())
             progress.pause(time.perf_counter() - t0)
             if stop and step < total:
                 status = "preempted"
@@ -211,18 +271,25 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
     finally:
         prefetch.close()
         run.ckpt.wait()
-    return state, status, ran
+    return state, status, ran, writer.offset()
 
 
 # -- reading a finished workdir (sampling, teachers, evaluation) ---------------------------------
-def load_workdir(workdir: str, step: int | None = None, mesh=None):
-    """(config, StageRun, state, step) of a workdir's final stage: the latest checkpoint, or
-    the one at ``step``. Earlier stages are restored and fed forward as the loop does. This
-    is also how teachers are loaded (read-only) from another run's workdir."""
+def load_workdir(workdir: str, step: int | None = None, mesh=None, log=None):
+    """(config, StageRun, state, step) of a workdir's final stage: the latest good checkpoint
+    (a bad newer one is skipped with a warning, never moved: this is a reader), or the one at
+    ``step`` (an error if it is bad). Earlier stages are restored and fed forward as the loop
+    does. This is also how teachers are loaded (read-only) from another run's workdir. A
+    config.json naming a module outside genmod is refused unless the user allowed it
+    (``config_lib.trust_modules``, ``--allow_module``)."""
+    import sys
+
+    log = log or (lambda m: print(m, file=sys.stderr))
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no config.json in {workdir}: not a genmod workdir")
     config = config_lib.from_json(path)
+    config_lib.check_modules(config, path)
     mesh = mesh or sharding.make_mesh(config.mesh if jax.process_count() > 1 else {"data": -1})
     spec = _spec(config)
     stages = iter_stages(config, workdir, mesh, spec, async_save=False)
@@ -230,16 +297,20 @@ def load_workdir(workdir: str, step: int | None = None, mesh=None):
     while True:  # walk to the last stage, feeding each finished stage's state forward
         if run.ckpt.latest() is None:
             raise FileNotFoundError(f"no checkpoint for stage {run.stage.name!r} in {workdir}")
-        try:
-            nxt = stages.send(run.ckpt.restore(run.abstract)[0])
-        except StopIteration:
+        if run.is_last:
             break
+        state = run.ckpt.restore_latest_good(run.abstract, log, run.finite, move_bad=False)[0]
         run.ckpt.close()
-        run = nxt
+        run = stages.send(state)
     steps = run.ckpt.all_steps()
     if step is not None and step not in steps:
         raise FileNotFoundError(f"no checkpoint at step {step} in {run.ckpt.dir}; available: {steps}")
-    state, meta = run.ckpt.restore(run.abstract, step)
+    if step is None:
+        state, meta = run.ckpt.restore_latest_good(run.abstract, log, run.finite, move_bad=False)
+    else:
+        state, meta, problem = run.ckpt.restore_checked(run.abstract, step, run.finite)
+        if problem:
+            raise CheckpointError(f"checkpoint {run.ckpt.dir}/{step} {problem}; available: {steps}")
     run.ckpt.close()
     return config, run, state, int(meta["step"])
 

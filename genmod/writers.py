@@ -49,42 +49,71 @@ def save_png(path: str, img: np.ndarray):
 
 
 class Writer:
-    """TensorBoard + ``metrics.jsonl``; a no-op on processes other than 0."""
+    """TensorBoard + ``metrics.jsonl``; a no-op on processes other than 0. The files are opened
+    at the first write, so a run refused at start-up leaves the workdir as it was."""
 
     def __init__(self, workdir: str, active: bool = True):
-        self.active = active
-        self.tb = None
-        if active:
+        self.active, self.workdir = active, workdir
+        self.tb = self.jsonl = None
+
+    def _open(self):
+        if self.tb is None:
             from tensorboardX import SummaryWriter
 
-            self.tb = SummaryWriter(os.path.join(workdir, "tb"), flush_secs=30)
-            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self.tb = SummaryWriter(os.path.join(self.workdir, "tb"), flush_secs=30)
+            self.jsonl = open(os.path.join(self.workdir, "metrics.jsonl"), "a")
 
     def scalars(self, step: int, scalars: dict):
         if not self.active:
             return
+        self._open()
         for k, v in scalars.items():
             self.tb.add_scalar(k, float(v), step)
         self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
         self.jsonl.flush()
 
+    def offset(self) -> int | None:
+        """Bytes of ``metrics.jsonl`` written so far (saved with each checkpoint)."""
+        if not self.active:
+            return None
+        self._open()
+        self.jsonl.flush()
+        return self.jsonl.tell()
+
+    def truncate(self, offset: int | None):
+        """Cut ``metrics.jsonl`` back to ``offset`` bytes: on resume, the entries a killed run
+        logged after its last checkpoint are dropped instead of repeated."""
+        if not self.active or offset is None:
+            return
+        self._open()
+        self.jsonl.flush()
+        if 0 <= offset < os.fstat(self.jsonl.fileno()).st_size:
+            self.jsonl.truncate(offset)
+            self.jsonl.seek(offset)
+
     def image(self, step: int, tag: str, img: np.ndarray):
         if self.active:
+            self._open()
             self.tb.add_image(tag, img, step, dataformats="HWC")
 
     def text(self, tag: str, text: str):
         if self.active:
+            self._open()
             self.tb.add_text(tag, text, 0)
 
     def close(self):
-        if self.active:
+        if self.tb is not None:
             self.tb.close()
             self.jsonl.close()
+            self.tb = self.jsonl = None
 
 
 class Progress:
-    """Steps/s and ETA from steps after the first of this run (which includes compilation),
-    with pauses (checkpoints, previews) subtracted, like big_vision's Chrono."""
+    """Progress from steps after the first of this run (which includes compilation):
+    ``steps_per_sec`` is the training rate with pauses (checkpoints, previews) subtracted, like
+    big_vision's Chrono (what throughput benchmarks read); ``wall_steps_per_sec`` includes the
+    pauses, and the ETA is the remaining steps at the mean wall rate since the clock started,
+    so checkpoint and preview time is in it."""
 
     def __init__(self, first_step: int, total: int):
         self.total, self.t0, self.s0 = total, None, first_step
@@ -105,8 +134,11 @@ class Progress:
         if self.t0 is None or step <= self.last_s:
             return {}
         rate = (step - self.last_s) / max(now - self.last_t - self.paused, 1e-9)
+        wall = (step - self.last_s) / max(now - self.last_t, 1e-9)
+        mean_wall = (step - self.s0) / max(now - self.t0, 1e-9)
         self.last_t, self.last_s, self.paused = now, step, 0.0
-        return {"steps_per_sec": rate, "eta_sec": (self.total - step) / max(rate, 1e-9)}
+        return {"steps_per_sec": rate, "wall_steps_per_sec": wall,
+                "eta_sec": (self.total - step) / max(mean_wall, 1e-9)}
 
 
 def fmt_eta(sec: float) -> str:

@@ -96,6 +96,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"statistics differ in dimension: mu {mu1.shape} vs {mu2.shape}, "
                          f"sigma {sigma1.shape} vs {sigma2.shape}")
+    for name, v in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.isfinite(v).all():  # scipy's sqrtm may never return on NaN input
+            raise ValueError(f"FID: {name} holds {int((~np.isfinite(v)).sum())} non-finite values "
+                             f"(NaN/inf statistics: recompute them)")
     diff = mu1 - mu2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "singular": handled just below
