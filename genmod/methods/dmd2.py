@@ -16,6 +16,11 @@ checkpointed state. Noise levels index DMD2's 1000-level ascending Karras grid.
   counts its own updates (its optimizer's count).
 * ``loss="vsd"``: Diff-Instruct / VSD instead (the base DisBack uses for EDM teachers):
   g = D_fake - D_real unnormalised, sigma ~ lognormal(P_mean, P_std) for generator and critic.
+* ``reg_weight`` > 0: DMD (Yin et al. 2024a)'s regression term, reg_weight * mean d(G(sigma_0 z),
+  ODE(sigma_0 z)), d = pseudo-Huber, ODE = the teacher's Heun sampler over ``reg_steps`` Karras steps from
+  the generator's first sigma, computed in the step on the same z (cheap for the analytic toy
+  teacher; DMD precomputes the pairs for images). It ties each noise to the mode the teacher
+  sends it to, which the mode-seeking DM gradient and the GAN term alone do not (issue #16).
 * K-step generator (``gen_steps``): sigmas at DMD2's indices range(999, 0, -1000/K);
   backward simulation trains step s on inputs made by running the current generator
   through steps 0..s-1 (no gradient), exactly as ``sample`` does at inference.
@@ -31,6 +36,7 @@ import ml_collections
 import numpy as np
 
 from genmod import edm, method, nets, teacher as teacher_lib
+from genmod.methods import cm
 
 sg = jax.lax.stop_gradient
 NETS = ("gen", "fake", "head")
@@ -49,6 +55,8 @@ def defaults():
         gan_gen_weight=3e-3, gan_critic_weight=1e-2,
         real_guidance=1.0,                     # CFG scale on the real score (1 = off)
         init_from_teacher=True,                # gen and fake start as teacher copies
+        reg_weight=0.0, reg_steps=18,          # DMD's regression to the teacher's ODE (0 = off)
+        reg_huber_c=0.0,                       # its pseudo-Huber c; 0: iCT's 0.00054 sqrt(d)
     ))
 
 
@@ -218,9 +226,28 @@ class Method(method.Method):
             g = g * _bc(h, g)
         return jnp.nan_to_num(g), extra, m
 
+    def reg_pair(self, key, batch, frozen):
+        """(generator input sigma_0 z, sigma, labels, y = teacher ODE(sigma_0 z)) on a fresh z."""
+        k_z, k_l = jax.random.split(key)
+        B, s0 = batch["x"].shape[0], self.gen_sigmas[0]
+        labels = (jax.nn.one_hot(jax.random.randint(k_l, (B,), 0, self.num_classes), self.num_classes)
+                  if self.num_classes else None)
+        z = jax.random.normal(k_z, (B,) + self.shape)
+        sig = edm.karras_sigmas(self.c.reg_steps, self.c.sigma_min, s0, self.c.rho)
+        D = lambda x, t: self.teacher.denoise(frozen["teacher"], x, jnp.full((B,), t), labels)  # noqa: E731
+        return s0 * z, jnp.full((B,), s0), labels, sg(edm.heun_sampler(D, z, sig))
+
+    def regression(self, p_gen, key, batch, frozen):
+        """DMD's regression loss, a distance (DMD: LPIPS; here iCT's pseudo-Huber on the whole
+        sample), not a squared error: where neighbouring noises go to different modes, a squared
+        error is minimised by their mean, between the modes; a distance by one of them."""
+        x_in, sigma, labels, y = self.reg_pair(key, batch, frozen)
+        c = self.c.reg_huber_c or 0.00054 * math.sqrt(int(np.prod(self.shape)))
+        return cm.pseudo_huber(self.gen(p_gen, x_in, sigma, labels), y, c).mean()
+
     def gen_step(self, state, batch, frozen):
         c, cfg, P = self.c, self.config, state.params
-        k_gen, k_dm, k_gan = (state.key(i) for i in range(3))
+        k_gen, k_dm, k_gan, k_reg = (state.key(i) for i in range(4))
 
         def loss_fn(p_gen):
             x, labels = self.generate(p_gen, k_gen, batch)
@@ -228,6 +255,9 @@ class Method(method.Method):
             l_dm = 0.5 * jnp.mean((x - sg(x - g)) ** 2)  # d/dx = g / numel
             m = {**m, "gen/dm_loss": l_dm}
             loss = l_dm
+            if c.reg_weight:
+                l_reg = self.regression(p_gen, k_reg, batch, frozen)
+                loss, m = loss + c.reg_weight * l_reg, {**m, "gen/reg_loss": l_reg}
             if c.gan_gen_weight:
                 l_gan = jax.nn.softplus(-self.logit(P["fake"], P["head"], x, labels, k_gan)).mean()
                 loss, m = loss + c.gan_gen_weight * l_gan, {**m, "gen/gan_loss": l_gan}
