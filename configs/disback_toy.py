@@ -14,7 +14,10 @@ Measured (tests/test_disback.py, fit 200 / 5 x 8 / 800 backtracking steps): the 
 path checkpoints 0..5 rises on ring samples (1.75 -> 4.42) and falls on G0 samples (8.98 ->
 0.30). 1-step energy distance at equal total steps 640 / 840 / 1040: DisBack 0.349 / 0.056 /
 0.0078, plain VSD (critic from scratch) 0.014 / 0.004 / 0.003: on this toy backtracking is
-slower, not faster (docs/benchmarks.md). Full config: 0.0055 after 1540 steps (~1 min).
+slower, not faster (docs/benchmarks.md). Full config: 0.0055 after 1540 steps (~1 min), measured
+before issue #16's regression term, inherited from ``dmd2_toy`` (TTUR stays 5 here); an earlier
+squared-error variant (weight 1) took gmm:random:0 from 15.9x to 4.1x the exact Heun-35 energy
+(4 -> 7/10 modes) and the ring from 3.5x to 1.8x (benchmarks/robustness.py, seed 0).
 """
 from genmod import config_lib
 from genmod.methods import disback, fdistill

@@ -11,7 +11,10 @@ Measured (tests/test_dmd2.py): on a two-mode mixture whose 10% mode the student 
 without, after 450 steps forward-KL / JS put 8.0-9.2% of the mass there, reverse-KL 4.6-5.6%
 (four data seeds).
 On the equal-weight ring JS gains nothing: 1-step energy distance 0.0105 after 1500 steps
-(``dmd2_toy``: 0.0055; untrained 0.575).
+(``dmd2_toy``: 0.0055; untrained 0.575), measured before issue #16's settings, which it inherits
+from ``dmd2_toy`` (regression term, TTUR 1); with them (an earlier squared-error variant,
+weight 1, TTUR 5) JS on gmm:random:0 went from 8.5x to 4.6x the exact Heun-35 energy, 5 -> 7/10
+modes (benchmarks/robustness.py, seed 0).
 """
 from genmod import config_lib
 from genmod.methods import fdistill
