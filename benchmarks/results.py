@@ -8,7 +8,8 @@ then writes docs/RESULTS.md with its plots and sample grids.
 
 Quality: 2-D 8-mode ring (exact teacher available): energy distance to 2,048 fresh mixture
 points; digits (8x8, scikit-learn): FD_digits and k-NN precision/recall in the features of a
-seeded digit classifier (genmod/eval/proxy.py; comparable across rows, not with FIDs), 898
+seeded digit classifier (genmod/eval/proxy.py; comparable across rows, not with FIDs; one
+workdir alone: python -m genmod.evaluate fd --workdir DIR --features digits|mnist), 898
 samples vs a fixed half (899) of the digits; the other half scores the real-data floor (FD
 is biased by the sample count, so every row uses the same counts). The generators trained
 on all 1,797 digits (there is no held-out split), so memorisation can score below the floor.
@@ -134,32 +135,16 @@ def train_run(run, root, fresh=False, steps=None):
 
 
 # -- quality ------------------------------------------------------------------------------------
-def digit_halves():
-    """The 1,797 digits split in two seeded halves: A is the reference, B the real-data floor."""
-    from genmod.data import open_source
-
-    img = open_source("digits").arrays["image"]
-    perm = np.random.default_rng(0).permutation(len(img))
-    return img[perm[:899]], img[perm[899:]]
-
-
-def mnist_tests():
-    """Two seeded sets of 1,000 MNIST test images: the reference and the real-data floor."""
-    from genmod.data import open_source
-
-    img = open_source(f"npz:{MNIST}", "test").arrays["image"]
-    perm = np.random.default_rng(0).permutation(len(img))
-    return img[perm[:1000]], img[perm[1000:2000]]
-
-
 def reference(group, n):
-    """(reference set, the real set that scores the floor) of a group."""
+    """(reference set, the real set that scores the floor) of a group; the image groups' are
+    the library's (genmod.eval.proxy, also behind ``python -m genmod.evaluate fd``)."""
     from genmod.data import mixture_of
+    from genmod.eval import proxy
 
     if group == "ring":
         ring = mixture_of("gmm:ring")
         return ring.sample_np(12345, n)[0], ring.sample_np(7, n)[0]
-    return digit_halves() if group == "digits" else mnist_tests()
+    return proxy.digit_halves() if group == "digits" else proxy.npz_tests(MNIST)
 
 
 class Features(dict):

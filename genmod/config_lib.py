@@ -3,6 +3,7 @@ colon (``NAME:smoke``), typed ``--config.a.b=value`` overrides, and ``config.jso
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import json
 import os
@@ -116,6 +117,28 @@ def available() -> list[str]:
     return sorted(f[:-3] for f in os.listdir(REPO_CONFIGS) if f.endswith(".py") and not f.startswith("_"))
 
 
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``choices`` to a mistyped ``word`` (difflib),
+    or ""."""
+    m = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {m[0]!r}?)" if m else ""
+
+
+def description(name: str, width: int = 110) -> str:
+    """A packaged config's one-line description: the first sentence of its docstring (read
+    without running the file), cut to ``width`` characters."""
+    try:
+        with open(os.path.join(REPO_CONFIGS, name + ".py")) as f:
+            doc = ast.get_docstring(ast.parse(f.read()))
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    if not doc:
+        return ""
+    text = " ".join(doc.strip().split("\n\n")[0].split())
+    text = re.split(r"(?<=\.)\s+(?=[A-Z])", text)[0]
+    return text if len(text) <= width else text[:width - 3].rsplit(" ", 1)[0] + " ..."
+
+
 def config_path(name: str) -> str:
     """``NAME`` is a packaged config (``configs/NAME.py`` of this install: never the current
     directory's ``configs/``); any other Python file runs only when named as a path ending in
@@ -130,7 +153,7 @@ def config_path(name: str) -> str:
     p = os.path.join(REPO_CONFIGS, name + ".py")
     if os.path.isfile(p):
         return p
-    raise ConfigError(f"unknown config {name!r}; valid: {', '.join(available())}")
+    raise ConfigError(f"unknown config {name!r}{did_you_mean(name, available())}; valid: {', '.join(available())}")
 
 
 def load(spec: str) -> ConfigDict:
@@ -149,7 +172,7 @@ def apply_presets(config: ConfigDict, arg: str | None, presets: dict) -> ConfigD
     """``arg`` is a comma list of preset names from ``presets`` (name -> fn(config))."""
     for p in filter(None, (arg or "").split(",")):
         if p not in presets:
-            raise ConfigError(f"unknown preset {p!r}; valid: {', '.join(sorted(presets))}")
+            raise ConfigError(f"unknown preset {p!r}{did_you_mean(p, presets)}; valid: {', '.join(sorted(presets))}")
         presets[p](config)
     return config
 
@@ -190,7 +213,11 @@ def override(config: ConfigDict, key: str, value: str):
         if not isinstance(node, ConfigDict) or p not in node:
             where = ".".join(parts[:i]) or "config"
             valid = ", ".join(sorted(node.keys())) if isinstance(node, ConfigDict) else "(not a group)"
-            raise ConfigError(f"unknown config key {key!r}; valid keys in {where}: {valid}")
+            hint = ""
+            if isinstance(node, ConfigDict):
+                m = difflib.get_close_matches(p, list(node.keys()), n=1, cutoff=0.6)
+                hint = f" (did you mean {'.'.join(parts[:i] + m + parts[i + 1:])!r}?)" if m else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}; valid keys in {where}: {valid}")
         if i < len(parts) - 1:
             node = node[p]
     leaf = parts[-1]

@@ -1,8 +1,10 @@
-"""FID evaluation (pytorch-fid's Inception and maths, in JAX):
+"""FID evaluation (pytorch-fid's Inception and maths, in JAX), and the offline FD of the
+README's digits / MNIST numbers:
 
     python -m genmod.evaluate ref --data SOURCE --out FILE.npz [--split train] [--num N]
     python -m genmod.evaluate fid --workdir DIR --ref FILE.npz [--num 50000] [--seeds A-B]
                                   [--batch 250] [--step S] [--nfe K]
+    python -m genmod.evaluate fd --workdir DIR [--features digits|mnist|PATH.npz] [--step S] [--nfe K]
 
 ``ref`` writes reference statistics (mu, sigma in float64, count) of a data source with their
 provenance (data spec, split, count, resolution, Inception weights sha256). ``fid`` streams
@@ -10,6 +12,12 @@ samples from a checkpoint's EMA weights through the Inception network (never hol
 refuses a reference made at another resolution or with other weights, and writes
 ``DIR/eval/fid50k_step<S>.json`` (never overwriting a different earlier result). Both take
 ``--weights PATH`` (default ``checkpoints/fid/inception_fid.npz``; see docs/fid.md).
+
+``fd`` needs no download: Frechet distance and precision/recall in the features of a seeded
+classifier trained on the spot (``genmod.eval.proxy``), with the protocol of
+benchmarks/results.py and docs/RESULTS.md (digits: 898 samples vs 899 digits; MNIST: 1,000
+samples vs 1,000 test images), so it reproduces their numbers; it also scores the real-data
+floor and writes ``DIR/eval/fd_<features>_step<S>_nfe<K>.json``.
 """
 from __future__ import annotations
 
@@ -309,6 +317,52 @@ def cmd_fid(a) -> int:
     return 0
 
 
+def cmd_fd(a) -> int:
+    """FD in a seeded classifier's features (genmod.eval.proxy.workdir_quality), its floor, a JSON."""
+    from genmod import config_lib
+    from genmod.checkpoint import CheckpointError
+    from genmod.eval import proxy
+    from genmod.sample import nfe_problem, nfe_used
+
+    if not os.path.exists(os.path.join(a.workdir, "config.json")):
+        _die(f"no config.json in {a.workdir}: not a genmod workdir")
+    config_lib.trust_modules(*a.allow_module)
+    try:
+        wcfg = config_lib.read_workdir_config(a.workdir)
+        config_lib.check_modules(wcfg, os.path.join(a.workdir, "config.json"))
+    except config_lib.ConfigError as e:
+        _die(str(e))
+    problem = nfe_problem(a.nfe, wcfg.get("method"))
+    if problem:
+        _die(problem)
+    try:
+        ref, _ = proxy.reference_sets(a.features)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _die(f"--features {a.features}: {e}")
+    shape = tuple((wcfg.get("data") or {}).get("shape") or ())
+    if shape != ref.shape[1:]:
+        _die(f"--features {a.features} scores {'x'.join(map(str, ref.shape[1:]))} images, {a.workdir} makes "
+             f"{'x'.join(map(str, shape)) or 'no images'}")
+    t0 = time.time()
+    bench = proxy.benchmark(a.features)
+    try:
+        q = proxy.workdir_quality(a.workdir, bench, nfe=a.nfe, step=a.step)
+    except (FileNotFoundError, ValueError, CheckpointError, config_lib.ConfigError) as e:
+        _die(str(e))
+    fl = proxy.floor(bench)
+    used, _ = nfe_used(wcfg, a.nfe)
+    result = {"metric": bench.name, "value": q["fd"], "precision": q["precision"], "recall": q["recall"],
+              "floor": fl, "num": q["num"], "ref_count": len(bench.reference), "seeds": f"0-{q['num'] - 1}",
+              "step": q["step"], "nfe": a.nfe, "nfe_used": used, "features": a.features,
+              "classifier_accuracy": bench.features.accuracy, "workdir": os.path.abspath(a.workdir),
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": round(time.time() - t0, 1)}
+    slug = bench.name.lower()
+    path = _write_json_unique(os.path.join(a.workdir, "eval", f"{slug}_step{q['step']}_nfe{used}.json"), result)
+    print(f"{bench.name} = {q['fd']:.4f}  precision {q['precision']:.3f} recall {q['recall']:.3f}  (step {q['step']}, "
+          f"NFE {used}, {q['num']} samples vs {len(bench.reference)} real; real vs real {fl['fd']:.4f}) -> {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m genmod.evaluate", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -326,10 +380,21 @@ def main(argv=None) -> int:
     f.add_argument("--nfe", type=int)
     f.add_argument("--allow_module", action="append", default=[], metavar="MODULE",
                    help="let the workdir's config.json import this module (outside genmod)")
+    d = sub.add_parser("fd", help="FD_digits / FD_mnist of a checkpoint's EMA samples (offline, no Inception)")
+    d.add_argument("--workdir", required=True)
+    d.add_argument("--features", default="digits",
+                   help="digits (FD_digits), mnist (FD_mnist, ../shared/data/mnist.npz) or an MNIST-like "
+                        "PATH.npz (x_train, y_train, x_test, y_test)")
+    d.add_argument("--step", type=int)
+    d.add_argument("--nfe", type=int)
+    d.add_argument("--allow_module", action="append", default=[], metavar="MODULE",
+                   help="let the workdir's config.json import this module (outside genmod)")
     for q in (r, f):
         q.add_argument("--batch", type=int, default=250)
         q.add_argument("--weights", help="converted Inception npz (default checkpoints/fid/inception_fid.npz)")
     a = p.parse_args(argv)
+    if a.cmd == "fd":
+        return cmd_fd(a)
     if a.batch < 1:
         _die(f"--batch must be positive, got {a.batch}")
     return cmd_ref(a) if a.cmd == "ref" else cmd_fid(a)

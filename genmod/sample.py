@@ -53,6 +53,27 @@ def nfe_problem(nfe, method) -> str | None:
     return None
 
 
+def nfe_used(config, nfe=None) -> tuple[int, str]:
+    """(network evaluations per sample that ``method.sample(..., nfe=nfe)`` spends, what they
+    count) for the packaged methods; ``nfe`` None means ``config.sample.nfe``. Heun solvers
+    spend 2N - 1 calls on N steps, so an even request runs one call less (``--nfe 10`` -> 9).
+    For a method this function does not know, the request is returned as is."""
+    get = lambda d, k, default=None: (d.get(k, default) if hasattr(d, "get") else default)  # noqa: E731
+    method = get(config, "method")
+    n = nfe or get(get(config, "sample", {}), "nfe", 0)
+    solver = {"edm": get(get(config, "edm", {}), "solver", "heun"), "fm": get(get(config, "fm", {}), "solver", "euler"),
+              "crossflow": get(get(config, "crossflow", {}), "solver", "crossflow")}.get(method)
+    if solver == "heun":
+        return 2 * ((n + 1) // 2) - 1, "network evaluations (Heun: 2 per step, the last step Euler)"
+    if method in ("edm", "fm", "crossflow"):
+        return n, "network evaluations (Euler)"
+    if method in ("cm", "dmd2", "fdistill", "disback"):
+        return n, "generator steps"
+    if method == "cdrl":
+        return (nfe if nfe is not None else n), "Langevin steps per noise level"
+    return n, f"(as requested; method {method!r} does not report its evaluations)"
+
+
 def available_memory() -> int:
     """Bytes of memory available to a new allocation (MemAvailable; else physical memory)."""
     try:
@@ -203,10 +224,13 @@ def _main(a) -> int:
     from genmod import writers
     from genmod.checkpoint import CheckpointError
 
+    used, what = nfe_used(cfg, a.nfe)
+    asked = "" if a.nfe is None else f" (--nfe {a.nfe})" if a.nfe == used else f" (--nfe {a.nfe} asked)"
     try:
         s = Sampler(a.workdir, a.step, a.nfe)
     except (FileNotFoundError, config_lib.ConfigError, CheckpointError) as e:
         raise _Usage(str(e)) from None
+    print(f"sampling {n} from {a.workdir} (step {s.step}): NFE {used}{asked}, {what}", flush=True)
     out, preview = None, []
     for i in range(0, n, a.batch):
         c = seeds[i:i + a.batch]
@@ -222,10 +246,13 @@ def _main(a) -> int:
         out[i:i + len(c)] = writers.to_uint8(x) if x.ndim == 4 else x
         if sum(map(len, preview)) < 256:
             preview.append(x[:256])
-    np.savez(tmp, samples=out, seeds=seeds, step=s.step)
+    np.savez(tmp, samples=out, seeds=seeds, step=s.step, nfe=used)
     os.replace(tmp, a.out)
-    writers.save_png(a.out[:-4] + ".png", writers.preview(np.concatenate(preview)[:256]))
-    print(f"wrote {len(out)} samples (step {s.step}) to {a.out}")
+    print(f"wrote {a.out}: {len(out)} samples (step {s.step}, NFE {used})")
+    png = a.out[:-4] + ".png"
+    writers.save_png(png, writers.preview(np.concatenate(preview)[:256]))
+    print(f"wrote {png}: {'grid of the first' if out.ndim == 4 else 'density of the first'} "
+          f"{min(len(out), 256)} samples")
     return 0
 
 

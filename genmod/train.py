@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import threading
 import time
 
 import jax
@@ -135,6 +137,138 @@ def check_data(pipeline, config, log=print):
             f"every batch repeats rows (epochs wrap inside a batch)")
 
 
+def fmt_count(n: int) -> str:
+    """Parameter counts as people write them: 812, 75.3K, 55.7M, 1.2B."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
+def param_counts(tree) -> dict:
+    """{network name: number of parameters} of a {name: pytree} dict (abstract or concrete)."""
+    return {k: int(sum(np.prod(np.shape(x), dtype=np.int64) for x in jax.tree.leaves(v))) for k, v in tree.items()}
+
+
+def banner(config, workdir, mesh, pipeline, log=print):
+    """What a run is about to do, before anything is compiled: workdir, devices and mesh, data."""
+    new = not os.path.exists(os.path.join(workdir, "config.json"))
+    log(f"workdir {os.path.abspath(workdir)} ({'new run' if new else 'resuming'})")
+    d = jax.devices()[0]
+    log(f"devices: {jax.device_count()} x {d.platform} ({d.device_kind}), {jax.process_count()} process"
+        f"{'es' if jax.process_count() > 1 else ''}; mesh {' x '.join(f'{k}={v}' for k, v in mesh.shape.items())}")
+    dc = config.data
+    what = "images" if pipeline.is_image else "points"
+    classes = f", {pipeline.num_classes} classes" if pipeline.num_classes else ""
+    log(f"data: {dc.source} ({dc.get('split', 'train')}): {pipeline.n:,} {what} of "
+        f"{'x'.join(map(str, pipeline.shape))}{classes}; batch {config.batch_size}, method {config.method}")
+
+
+def log_params(stage_name, abstract_params, frozen, log=print):
+    counts = {k: fmt_count(n) for k, n in param_counts(abstract_params).items()}
+    fz = {k: fmt_count(n) for k, n in param_counts(frozen or {}).items() if n}
+    log(f"[{stage_name}] parameters: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + "".join(f", {k} {v} (frozen)" for k, v in fz.items()))
+
+
+class CompileNotice:
+    """``[stage] compiling ...`` before the first step, a line every ``every`` seconds while it
+    compiles, and the time it took once the first step is done."""
+
+    def __init__(self, stage_name, rules, log=print, every: float = 20.0):
+        self.stage, self.log, self.every = stage_name, log, every
+        self.t0 = time.perf_counter()
+        self._done = threading.Event()
+        log(f"[{stage_name}] compiling {', '.join(rules)} (the first step includes compilation) ...")
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="genmod-compile-notice")
+        self._thread.start()
+
+    def _beat(self):
+        while not self._done.wait(self.every):
+            self.log(f"[{self.stage}] still compiling ({time.perf_counter() - self.t0:.0f} s)")
+
+    def done(self, step=None):
+        if not self._done.is_set():
+            self._done.set()
+            if step is not None:
+                self.log(f"[{self.stage}] step {step} done, compile included: {time.perf_counter() - self.t0:.1f} s")
+
+
+def _snapshot(workdir: str) -> set | None:
+    """Relative paths of everything under ``workdir`` (None when it does not exist)."""
+    if not os.path.isdir(workdir):
+        return None
+    out = set()
+    for root, dirs, files in os.walk(workdir):
+        out.update(os.path.relpath(os.path.join(root, n), workdir) for n in dirs + files)
+    return out
+
+
+def _remove_new(workdir: str, before: set | None, keep=("lock",)):
+    """Remove what is under ``workdir`` but not in ``before`` (a run that failed before its
+    first step leaves nothing of its own behind); ``keep``: paths handled by others. Checkpoints
+    moved aside as bad (``corrupt_*``) are never removed: they are old data under a new name."""
+    before = before or set()
+    for root, dirs, files in os.walk(workdir):
+        for n in list(dirs):
+            rel = os.path.relpath(os.path.join(root, n), workdir)
+            if n.startswith("corrupt_"):
+                dirs.remove(n)
+            elif rel not in before:
+                shutil.rmtree(os.path.join(root, n), ignore_errors=True)
+                dirs.remove(n)
+        for n in files:
+            rel = os.path.relpath(os.path.join(root, n), workdir)
+            if rel not in before and rel not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(root, n))
+
+
+def _missing_root(path: str) -> str | None:
+    """The outermost directory of ``path`` (itself included) that does not exist yet."""
+    path, top = os.path.abspath(path), None
+    while not os.path.exists(path):
+        top, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return top
+
+
+def _remove_empty_dirs(path: str, top: str):
+    """rmdir ``path`` and its parents up to ``top`` while they are empty."""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        if path == top:
+            return
+        path = os.path.dirname(path)
+
+
+def dry_run(config, workdir: str, force: bool = False, log=print) -> dict:
+    """Every start-up check of ``train`` without writing, locking or compiling anything: the
+    config against the devices and the workdir, the data opened and checked, the method built
+    (its teacher loaded) and its first stage's initial state traced (e.g. a teacher whose
+    network differs from ``config.net``). Returns {network: parameters} of that stage."""
+    config_lib.validate(config, jax.device_count(), jax.process_count())
+    config_lib.check_workdir(config, workdir, force)
+    mesh = sharding.make_mesh(config.mesh)
+    pipeline = data_lib.Pipeline(config.data, config.batch_size, sharding.batch_sharding(mesh), config.seed)
+    check_data(pipeline, config, log)
+    banner(config, workdir, mesh, pipeline, log)
+    if config.get("teacher") is not None:
+        log(f"teacher: {config.teacher.get('workdir')}")
+    stage = get_method(config).stages()[0]
+    m = stage.make({})
+    example = {k: np.zeros((1,) + v.shape[1:], v.dtype) for k, v in pipeline.spec().items()}
+    abstract = jax.eval_shape(lambda r: m.init(r, example), jax.random.PRNGKey(config.seed))
+    log_params(stage.name, abstract.params, m.frozen, log)
+    return param_counts(abstract.params)
+
+
 def train(config, workdir: str, *, stop_after: int | None = None, force: bool = False, log=print) -> str:
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint. Returns "done",
     or "preempted" after SIGTERM (or ``stop_after`` steps in this call, for tests) once a
@@ -143,7 +277,9 @@ def train(config, workdir: str, *, stop_after: int | None = None, force: bool = 
     Order (nothing in the workdir is changed before the config has been checked against it):
     validate the config (types, ranges, mesh), compare it with the workdir's config.json, open
     the data, take the workdir lock, restore (a checkpoint of another shape is a ConfigError),
-    and only then write config.json."""
+    and only then write config.json. A run that fails (raises) before its first step removes
+    every file and directory it created (a new workdir disappears entirely); what was there
+    before is kept."""
     if jax.process_index() != 0:
         log = lambda *_: None  # noqa: E731  (one progress log per job)
     config_lib.validate(config, jax.device_count(), jax.process_count())
@@ -151,13 +287,27 @@ def train(config, workdir: str, *, stop_after: int | None = None, force: bool = 
     mesh = sharding.make_mesh(config.mesh)
     pipeline = data_lib.Pipeline(config.data, config.batch_size, sharding.batch_sharding(mesh), config.seed)
     check_data(pipeline, config, log)
+    banner(config, workdir, mesh, pipeline, log)
     is_main = jax.process_index() == 0
-    with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
-        config_lib.check_workdir(config, workdir, force)  # again, now that no one else can write it
-        return _train_locked(config, workdir, mesh, pipeline, stop_after, log)
+    started = [False]  # set once a step ran or a checkpoint was accepted in this call
+    new_root, before = _missing_root(workdir), _snapshot(workdir)
+    try:
+        with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
+            config_lib.check_workdir(config, workdir, force)  # again, now that no one else can write it
+            try:
+                return _train_locked(config, workdir, mesh, pipeline, stop_after, log, started)
+            except BaseException:
+                if is_main and not started[0]:
+                    _remove_new(workdir, before)
+                raise
+    except BaseException:
+        if is_main and not started[0] and new_root is not None:
+            _remove_empty_dirs(workdir, new_root)
+        raise
 
 
-def _train_locked(config, workdir, mesh, pipeline, stop_after, log):
+def _train_locked(config, workdir, mesh, pipeline, stop_after, log, started=None):
+    started = [False] if started is None else started
     is_main = jax.process_index() == 0
     writer = writers.Writer(workdir, is_main)
     steps_run = 0
@@ -175,8 +325,9 @@ def _train_locked(config, workdir, mesh, pipeline, stop_after, log):
         stages = iter_stages(config, workdir, mesh, pipeline.spec())
         run = next(stages)
         while True:
+            log_params(run.stage.name, run.abstract.params, run.frozen, log)
             state, status, ran, metrics_offset = _run_stage(config, workdir, run, pipeline, writer, pre, stop_after,
-                                                            steps_run, log, save_config, metrics_offset)
+                                                            steps_run, log, save_config, metrics_offset, started)
             steps_run += ran
             run.ckpt.close()
             if status != "done":
@@ -190,7 +341,7 @@ def _train_locked(config, workdir, mesh, pipeline, stop_after, log):
 
 
 def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_run, log, save_config,
-               metrics_offset=0):
+               metrics_offset=0, started=None):
     stage, method = run.stage, run.method
     state, step, finished, meta = run.load(log)
     save_config()
@@ -199,6 +350,8 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
     offset = meta.get("metrics_offset") if meta else metrics_offset
     total = stage.num_steps
     if step >= total:  # (a longer total_steps on resume continues a "finished" run)
+        if started is not None:
+            started[0] = True
         if not finished:
             run.save(state, step, finished=True, force=True, metrics_offset=writer.offset())
             run.ckpt.wait()
@@ -223,6 +376,7 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
     progress = writers.Progress(step, total)
     prefetch = data_lib.Prefetch(pipeline.batch, step, total)
     history, status, ran, inflight = [], "done", 0, max_inflight()
+    compiling = CompileNotice(stage.name, list(rules), log)
     try:
         while step < total:
             batch = prefetch.get(step)
@@ -236,6 +390,9 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
             if ran == 1:
                 jax.block_until_ready(state)
                 progress.tick(step)
+                compiling.done(step)
+                if started is not None:
+                    started[0] = True
             stop = pre.requested or (stop_after is not None and steps_run + ran >= stop_after)
             if step % config.log_every == 0 or step == total:
                 jax.block_until_ready(state)
@@ -269,6 +426,7 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
                 log(f"[{stage.name}] preempted at step {step}: checkpoint saved")
                 break
     finally:
+        compiling.done()
         prefetch.close()
         run.ckpt.wait()
     return state, status, ran, writer.offset()

@@ -179,3 +179,65 @@ def test_restricted_unpickler_keeps_records_inert():
                       np.ndarray)
     with pytest.raises(edm_pickle.EdmPickleError, match="refused pickle global builtins.eval"):
         edm_pickle.RestrictedUnpickler(io.BytesIO(pickle.dumps(_Call(eval, "1")))).load()
+
+
+# -- end to end: distillation smoke runs from an imported teacher ------------------------------
+def student_config(spec, teacher_wd):
+    """``spec`` (a distillation smoke config) with the teacher ``teacher_wd``: the student's
+    network is the teacher's (its config.json's ``net``), the data random images of its shape
+    and classes."""
+    from genmod import config_lib
+
+    t = json.load(open(os.path.join(teacher_wd, "config.json")))
+    c = config_lib.load(spec)
+    with c.unlocked():
+        c.net = ml_collections.ConfigDict(t["net"])
+        c.data.source, c.data.shape = "synthetic:" + "x".join(map(str, t["data"]["shape"])), tuple(t["data"]["shape"])
+        c.data.num_classes = t["data"]["num_classes"]
+        c.teacher.workdir, c.teacher.step = teacher_wd, 0
+        c.sample_every = 0
+    return c
+
+
+def test_dry_run_refuses_a_student_network_other_than_the_teacher(tmp_path, tmp_path_factory, capsys):
+    from genmod import launch
+
+    wd = converted("edm_ddpmpp_cond", tmp_path_factory)
+    argv = ["--config", "dmd2_cifar10:smoke", "--workdir", str(tmp_path / "s"), "--dry_run",
+            f"--config.teacher.workdir={wd}", "--config.data.source=synthetic:8x8x3", "--config.data.shape=(8,8,3)"]
+    assert launch.main(argv) == 2  # the smoke preset's tiny U-Net is not the teacher's network
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "error: dmd2.init_from_teacher: the teacher's network differs from config.net"
+    assert not os.path.exists(tmp_path / "s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec,name,nets", [("dmd2_cifar10:smoke", "edm_ddpmpp_cond", ("gen", "fake")),
+                                            ("cd_cifar10:smoke", "edm_ncsnpp_uncond", ("net",))])
+def test_distillation_smoke_run_from_an_imported_teacher(tmp_path, tmp_path_factory, spec, name, nets):
+    """DMD2 (class-conditional DDPM++) and CD (NCSN++) from converted EDM pickles: the student
+    starts as the teacher's weights, trains 4 steps, and samples finite images."""
+    import jax
+
+    from genmod import sample, train
+    from genmod.method import get_method
+
+    teacher_wd = converted(name, tmp_path_factory)
+    c = student_config(spec, teacher_wd)
+    teacher_params = raw_state(teacher_wd)["ema"]["net"]
+    m = get_method(c)  # what the loop builds (the teacher loaded read-only), and its step-0 state
+    example = {"x": np.zeros((1, 8, 8, 3), np.float32), "label": np.zeros((1,), np.int32)}
+    state0 = jax.jit(m.init)(jax.random.PRNGKey(c.seed), example)
+    for n in nets:
+        assert_trees_equal(state0.params[n], teacher_params)
+    wd = tmp_path / "student"
+    log = []
+    assert train.train(c, str(wd), log=log.append) == "done"
+    n = train.fmt_count(sum(x.size for x in jax.tree.leaves(teacher_params)))  # 190K
+    (line,) = [x for x in log if x.startswith("[main] parameters: ")]
+    assert all(f"{k} {n}," in line for k in nets) and line.endswith(f", teacher {n} (frozen)"), line
+    rows = [json.loads(line) for line in open(wd / "metrics.jsonl")]
+    assert rows[-1]["step"] == 4 and all(np.isfinite(v) for r in rows for v in r.values())
+    assert sample.main(["--workdir", str(wd), "--num", "4", "--out", str(tmp_path / "s.npz")]) == 0
+    x = sample.Sampler(str(wd))(np.arange(4))
+    assert x.shape == (4, 8, 8, 3) and np.isfinite(x).all()

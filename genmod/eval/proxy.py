@@ -7,10 +7,18 @@ looks like, in seconds, identically on every machine (seeded, full-batch, float3
 numbers are comparable with each other, never with published FIDs: call it FD_digits.
 MNIST gets the same treatment (a classifier on its 60,000 training images, seeded
 minibatches): FD_mnist.
+
+The benchmark protocol (``benchmarks/results.py``, docs/RESULTS.md) lives here too, so that
+``python -m genmod.evaluate fd`` reproduces the published numbers: ``benchmark(spec)`` gives
+the feature space, the reference set and the real-data floor set of ``digits``, ``mnist`` or
+an MNIST-like ``PATH.npz``; ``workdir_quality`` samples a workdir for as many seeds as the
+floor set holds (FD is biased by the count) and scores them.
 """
 from __future__ import annotations
 
 import functools
+import os
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -102,3 +110,91 @@ def quality(real_uint8, fake_uint8, features=None, k: int = 3) -> dict:
     a, b = fid.stats_of(fr), fid.stats_of(ff)
     p, r = fid.precision_recall(fr, ff, k=k)
     return {"fd": fid.fid_from_stats(a, b), "precision": p, "recall": r}
+
+
+# -- the benchmark protocol (benchmarks/results.py, docs/RESULTS.md) ---------------------------
+# MNIST as npz (x_train, y_train, x_test, y_test) next to the checkout: the :mnist presets' path
+DEFAULT_MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "shared", "data", "mnist.npz")
+
+
+def digit_halves():
+    """The 1,797 digits split in two seeded halves: A (899) is the reference, B (898) the
+    real-data floor."""
+    from genmod.data import open_source
+
+    img = open_source("digits").arrays["image"]
+    perm = np.random.default_rng(0).permutation(len(img))
+    return img[perm[:899]], img[perm[899:]]
+
+
+def npz_tests(path: str, n: int = 1000):
+    """Two seeded, disjoint sets of ``n`` test images of an npz source (MNIST: 1,000 each; a
+    smaller test split gives two halves): the reference and the real-data floor."""
+    from genmod.data import open_source
+
+    img = open_source(f"npz:{path}", "test").arrays["image"]
+    n = min(n, len(img) // 2)
+    perm = np.random.default_rng(0).permutation(len(img))
+    return img[perm[:n]], img[perm[n:2 * n]]
+
+
+mnist_tests = npz_tests
+
+
+class Benchmark(NamedTuple):
+    name: str            # the metric: FD_digits, FD_mnist, FD_<file>
+    features: Features
+    reference: np.ndarray
+    floor_set: np.ndarray  # real images scoring the floor; samples are drawn for as many seeds
+
+
+def benchmark_name(spec: str) -> str:
+    if spec in ("digits", "mnist"):
+        return f"FD_{spec}"
+    return "FD_" + os.path.splitext(os.path.basename(spec))[0]
+
+
+def benchmark(spec: str = "digits", features: Features | None = None) -> Benchmark:
+    """``digits`` (FD_digits: 898 samples vs 899 digits), ``mnist`` (FD_mnist on
+    ``DEFAULT_MNIST``: 1,000 samples vs 1,000 test images) or ``PATH.npz`` (an MNIST-like npz:
+    x_train/y_train train its classifier with the MNIST recipe, x_test/y_test are the sets).
+    ``features``: an already trained feature space to reuse."""
+    ref, floor_set = reference_sets(spec)
+    if features is None:
+        features = DigitsFeatures() if spec == "digits" else MnistFeatures(_npz_path(spec))
+    return Benchmark(benchmark_name(spec), features, ref, floor_set)
+
+
+def _npz_path(spec: str) -> str:
+    path = DEFAULT_MNIST if spec == "mnist" else spec
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no MNIST npz at {path} (x_train, y_train, x_test, y_test); use --features PATH.npz"
+                                if spec == "mnist" else f"features file not found: {path}")
+    return path
+
+
+def reference_sets(spec: str = "digits"):
+    """(reference images, floor images) of ``benchmark(spec)``, without its classifier."""
+    return digit_halves() if spec == "digits" else npz_tests(_npz_path(spec))
+
+
+def workdir_quality(workdir: str, bench: Benchmark, nfe: int | None = None, step: int | None = None,
+                    seeds=None) -> dict:
+    """Quality of a workdir's EMA samples (seeds 0.. as many as ``bench.floor_set``, drawn in
+    one batch as benchmarks/results.py does): ``fd``, ``precision``, ``recall``, the checkpoint
+    ``step`` and the sample count ``num``. What ``python -m genmod.evaluate fd`` reports."""
+    from genmod import writers
+    from genmod.sample import Sampler
+
+    seeds = np.arange(len(bench.floor_set)) if seeds is None else np.asarray(seeds)
+    s = Sampler(workdir, step, nfe)
+    x = s(seeds)
+    if x.ndim != 4:
+        raise ValueError(f"{workdir} samples {x.shape[1:]}, not images")
+    return {**quality(bench.reference, writers.to_uint8(x), bench.features), "step": s.step, "num": len(seeds)}
+
+
+def floor(bench: Benchmark) -> dict:
+    """What real data scores against the reference: the best any model can do at this count."""
+    return quality(bench.reference, bench.floor_set, bench.features)
