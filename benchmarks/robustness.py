@@ -82,6 +82,30 @@ def fingerprint(run, root, steps=None):
     return hashlib.sha256(c.to_json(sort_keys=True).encode()).hexdigest()[:16]
 
 
+def current(res, root, extra=(), steps=None):
+    """(stored runs whose config is still the one their method's config resolves to, names of
+    the others): a report never shows a run made with settings since changed."""
+    from genmod import config_lib
+
+    by_name, keep, stale = {m.name: m for m in METHODS}, {}, []
+    for key, ev in res.items():
+        name, mix, seed = key.split("/")
+        m = by_name.get(name)
+        if m is None:
+            stale.append(key)
+            continue
+        c = config_lib.load(m.config)
+        for k, v in extra:
+            config_lib.override(c, k, v)
+        total = min(steps or c.total_steps, c.total_steps)
+        run = run_of(m, mix.replace("random_", "random:"), int(seed[1:]), max(total // 10, 1), extra)
+        if ev.get("config_sha") == fingerprint(run, root, steps):
+            keep[key] = ev
+        else:
+            stale.append(key)
+    return keep, stale
+
+
 def references(mixture):
     """(mixture, 4,000 reference points, real-vs-real floor, exact Heun-35 energy), cached."""
     import jax
@@ -264,6 +288,9 @@ def main(argv=None):
                                      for r in ev["rows"]) + f"; last5 {np.round(ev['last5'], 4).tolist()}")
                 with open(store, "w") as f:  # after every run: an interrupted study keeps what it has
                     json.dump({"runs": res}, f)
+    res, stale = current(res, a.root, extra, a.steps)
+    if stale:
+        log(f"not reported (their config changed since; rerun them): {', '.join(sorted(stale))}")
     import jax
 
     dev = jax.devices()[0]
