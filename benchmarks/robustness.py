@@ -173,6 +173,8 @@ def report(res, out, meta, docs):
         L.append(f"| {m} | {nfe} | {len(items)} | {np.median(rat):.2f}, {max(rat):.2f} | {sum(allm)}/{len(allm)} | "
                  f"{max(r['off_mode'] for r, _ in items):.3f} | {max(fin) if fin else float('nan'):.2f} | "
                  f"{sum(ok)}/{len(ok)} |")
+    if meta.get("stale"):
+        L += ["", f"Not shown, their config changed since they ran (rerun to include): {', '.join(meta['stale'])}."]
     L += ["", "Every run (energy; x Heun-35; modes recovered; off-mode; final/best-of-5):", "",
           "| run | floor | Heun-35 | NFE | energy | x Heun | modes | off-mode | final/best5 |",
           "|---|---|---|---|---|---|---|---|---|"]
@@ -296,7 +298,8 @@ def main(argv=None):
     dev = jax.devices()[0]
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {dev.platform}",
             "date": datetime.date.today().isoformat(),
-            "command": "python benchmarks/robustness.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip()}
+            "command": "python benchmarks/robustness.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
+            "stale": sorted(stale)}
     scatter_grid(res, os.path.join(docs, "robustness.png"), f"{meta['machine']} | {meta['date']}")
     report(res, a.out, meta, docs)
     log(f"wrote {a.out} ({(time.perf_counter() - t0) / 60:.1f} min)")
