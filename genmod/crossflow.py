@@ -150,11 +150,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from PIL import Image
 
-    from genmod import sample, writers
-    from genmod.train import seed_keys
+    from genmod import writers
+    from genmod.train import load_workdir, seed_keys
 
     try:
-        config, run, state, step = sample.load_workdir(a.workdir, a.step)
+        config, run, state, step = load_workdir(a.workdir, a.step)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

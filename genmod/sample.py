@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from genmod.train import load_workdir  # noqa: F401  (the library's loader; kept importable here)
+from genmod.train import Sampler, load_workdir  # noqa: F401  (library; kept importable here)
 
 
 MAX_SEED = 2**32 - 1  # seeds become uint32 PRNG keys
@@ -87,35 +87,6 @@ def available_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (OSError, ValueError, AttributeError):
         return 1 << 62
-
-
-class Sampler:
-    """Loads a workdir's final stage (or the checkpoint at ``step``) once; samples by seeds.
-    ``steps``: every checkpoint step of that stage."""
-
-    def __init__(self, workdir: str, step: int | None = None, nfe: int | None = None):
-        import jax
-
-        self.config, run, state, self.step = load_workdir(workdir, step)
-        self.run = run
-        self.steps = sorted(int(d) for d in os.listdir(run.ckpt.dir) if d.isdigit())  # the stage's checkpoints
-        self.params = run.method.sample_params(state)
-        self.fn = jax.jit(lambda p, k, f: run.method.sample(p, k, f, nfe=nfe))
-
-    def __call__(self, seeds) -> np.ndarray:
-        """Samples in data space (float32) for ``seeds``."""
-        from genmod.train import seed_keys
-
-        return np.asarray(self.fn(self.params, seed_keys(seeds), self.run.frozen))
-
-    def compiled(self, seeds):
-        """``() -> samples`` for ``seeds``, compiled ahead of time: each call is one sampling
-        and nothing else, so it can be timed without a warm-up sampling."""
-        from genmod.train import seed_keys
-
-        args = (self.params, seed_keys(seeds), self.run.frozen)
-        exe = self.fn.lower(*args).compile()
-        return lambda: np.asarray(exe(*args))
 
 
 class SampleStream:

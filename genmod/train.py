@@ -479,3 +479,26 @@ def _spec(config):
     if config.data.get("num_classes"):
         s["label"] = jax.ShapeDtypeStruct((config.batch_size,), np.int32)
     return s
+
+
+class Sampler:
+    """Loads a workdir's final stage (or the checkpoint at ``step``) once; samples by seeds.
+    ``steps``: every checkpoint step of that stage."""
+
+    def __init__(self, workdir: str, step: int | None = None, nfe: int | None = None):
+        self.config, run, state, self.step = load_workdir(workdir, step)
+        self.run = run
+        self.steps = sorted(int(d) for d in os.listdir(run.ckpt.dir) if d.isdigit())  # the stage's checkpoints
+        self.params = run.method.sample_params(state)
+        self.fn = jax.jit(lambda p, k, f: run.method.sample(p, k, f, nfe=nfe))
+
+    def __call__(self, seeds) -> np.ndarray:
+        """Samples in data space (float32) for ``seeds``."""
+        return np.asarray(self.fn(self.params, seed_keys(seeds), self.run.frozen))
+
+    def compiled(self, seeds):
+        """``() -> samples`` for ``seeds``, compiled ahead of time: each call is one sampling
+        and nothing else, so it can be timed without a warm-up sampling."""
+        args = (self.params, seed_keys(seeds), self.run.frozen)
+        exe = self.fn.lower(*args).compile()
+        return lambda: np.asarray(exe(*args))

@@ -185,7 +185,7 @@ def workdir_quality(workdir: str, bench: Benchmark, nfe: int | None = None, step
     one batch as benchmarks/results.py does): ``fd``, ``precision``, ``recall``, the checkpoint
     ``step`` and the sample count ``num``. What ``python -m genmod.evaluate fd`` reports."""
     from genmod import writers
-    from genmod.sample import Sampler
+    from genmod.train import Sampler
 
     seeds = np.arange(len(bench.floor_set)) if seeds is None else np.asarray(seeds)
     s = Sampler(workdir, step, nfe)
