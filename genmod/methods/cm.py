@@ -29,9 +29,10 @@ def defaults():
         mode="ict", sigma_min=0.002, sigma_max=80.0, rho=7.0, sigma_data=0.5,
         s0=10, s1=1280, P_mean=-1.1, P_std=2.0,   # iCT curriculum and index pmf
         huber_c=0.0,                              # 0: c = 0.00054 sqrt(d)
-        metric="l2",                              # ct / cd: l2 (mean over pixels) or l1
+        metric="l2",                              # ct / cd: l2 (mean over pixels), l1 or huber
         ct_s0=2, ct_s1=150, mu0=0.9,              # original CT: adaptive N(k), mu(k)
         cd_N=18, target_mu=0.0,                   # CD: grid size, target EMA (0 = stopgrad)
+        index="uniform", weight="none",           # ct / cd: "lognormal" / "inv_dsigma" = iCT's pmf / weight
         init_from_teacher=True,                   # CD: student starts from the teacher's weights
         sample_sigmas=(80.0, 0.821),              # multistep sigmas; nfe picks the first nfe
     ))
@@ -94,6 +95,10 @@ class Method(method.Method):
             self.frozen = {"teacher": self.teacher.params}
         elif c.mode not in ("ict", "ct"):
             raise ValueError(f"unknown cm.mode {c.mode!r}: use ict, ct or cd")
+        for key, ok in (("metric", ("l2", "l1", "huber")), ("index", ("uniform", "lognormal")), ("weight", ("none", "inv_dsigma"))):
+            if c.get(key, ok[0]) not in ok:
+                raise ValueError(f"unknown cm.{key} {c[key]!r}: use {' or '.join(ok)}")
+        self.n_max = c.cd_N if c.mode == "cd" else c.ct_s1 + 1  # largest N the grid can reach
         self.d = int(np.prod(self.shape))
         self.huber_c = c.huber_c or 0.00054 * math.sqrt(self.d)
 
@@ -130,11 +135,15 @@ class Method(method.Method):
         return student, target, 1.0 / (s_hi - s_lo)
 
     def ct_cd_pair(self, params, target_params, x, key, N, frozen, labels=None):
-        """Descending grid t_0 > ... > t_{N-1} = sigma_min; i ~ U{0..N-2}; target at t_{i+1}."""
+        """(student f(x_t, t_cur), stop_gradient target at t_next < t_cur, weight); adjacent levels
+        of the ascending Karras grid, the pair index uniform (Song et al. 2023) or iCT's lognormal."""
         c = self.c
         k_i, k_z, k_drop = jax.random.split(key, 3)
-        j = jax.random.randint(k_i, x.shape[:1], 0, N - 1)  # index from sigma_max downward
-        t_cur, t_next = karras(N - 1 - j, N, c.sigma_min, c.sigma_max, c.rho), karras(N - 2 - j, N, c.sigma_min, c.sigma_max, c.rho)
+        if c.get("index", "uniform") == "lognormal":  # iCT's pmf over the ascending grid (N <= n_max bounds the shape)
+            i = jax.random.categorical(k_i, ict_index_logits(N, self.n_max, c), shape=x.shape[:1])
+        else:
+            i = jax.random.randint(k_i, x.shape[:1], 0, N - 1)
+        t_next, t_cur = karras(i, N, c.sigma_min, c.sigma_max, c.rho), karras(i + 1, N, c.sigma_min, c.sigma_max, c.rho)
         z = jax.random.normal(k_z, x.shape)
         x_t = x + _bcast(t_cur, x) * z
         if c.mode == "cd":  # one Heun step of the teacher's probability-flow ODE
@@ -147,9 +156,11 @@ class Method(method.Method):
             x_next = x + _bcast(t_next, x) * z
         student = self.fn(params, labels, k_drop)(x_t, t_cur)
         target = jax.lax.stop_gradient(self.fn(target_params, labels, k_drop)(x_next, t_next))
-        return student, target
+        return student, target, (1.0 / (t_cur - t_next) if c.get("weight", "none") == "inv_dsigma" else jnp.ones_like(t_cur))
 
     def metric(self, a, b):
+        if self.c.metric == "huber":  # iCT's pseudo-Huber, carried to CT / CD as ECT does
+            return pseudo_huber(a, b, self.huber_c)
         d = (a - b).reshape(a.shape[0], -1)
         return jnp.abs(d).mean(-1) if self.c.metric == "l1" else (d**2).mean(-1)
 
@@ -172,8 +183,8 @@ class Method(method.Method):
             target_params = jax.tree.map(lambda a, b: jnp.where(mu > 0, a, b), state.extra["target"], state.params["net"])
 
             def loss_fn(p):
-                s, t = self.ct_cd_pair(p, target_params, x, key, N, frozen, labels)
-                return self.metric(s, t).mean()
+                s, t, w = self.ct_cd_pair(p, target_params, x, key, N, frozen, labels)
+                return (w * self.metric(s, t)).mean()
             metrics.update({"cm/N": N, "cm/mu": mu})
         loss, g = jax.value_and_grad(loss_fn)(state.params["net"])
         beta = method.ema_decay(state.step, cfg.batch_size, cfg.ema.halflife_img, cfg.ema.rampup)
