@@ -32,7 +32,7 @@ def main():
         config_lib.override(c, "batch_size", str(a.batch))
     for o in a.override:
         config_lib.override(c, *o.split("=", 1))
-    if c.data.source.startswith(("tfds:", "npz:", "idx:")):  # throughput needs no real data
+    if c.data.source.startswith(("tfds:", "npz:", "idx:", "cifar10", "imagenet64")):  # throughput needs no real data
         shape = "x".join(map(str, c.data.shape))
         config_lib.override(c, "data.source", f"synthetic:{shape}")
     mesh = sharding.make_mesh(c.mesh)

@@ -11,8 +11,8 @@ warm-up, no clipping, sampling EMA 0.9999 per step (half-life 3.55 Mimg at batch
 Published FID: 3.55 (1 step) / 2.93 (2 steps) with the LPIPS metric; genmod ships l2 and l1
 (LPIPS needs ImageNet VGG weights that cannot be downloaded here), which the CM paper
 reports as clearly worse than LPIPS. Hardware: 8xA100 for several days.
-Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
-``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
+Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
+(``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``; README, Data).
 """
 import math
 
@@ -33,7 +33,7 @@ def get_config(arg=None):
     c.cm.mode, c.cm.metric, c.cm.target_mu, c.cm.cd_N = "cd", "l2", 0.0, 18
     c.teacher = config_lib.ConfigDict(dict(workdir="checkpoints/edm_cifar10_ncsnpp", step=0))
     c.sample.nfe = 1
-    c.data.source, c.data.shape, c.data.flip = "tfds:cifar10", (32, 32, 3), True
+    c.data.source, c.data.shape, c.data.flip = "cifar10", (32, 32, 3), True
     c.net = config_lib.ConfigDict(dict(arch="unet", **{**unet.ncsnpp_cifar10(), "dropout": 0.0}))
     c.total_steps, c.batch_size = 800_000, 512
     c.optim.net.name, c.optim.net.lr, c.optim.net.warmup_img = "radam", 4e-4, 10_000_000

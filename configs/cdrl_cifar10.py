@@ -20,8 +20,8 @@ warm-up), clip 1. Initializer ('init', the code's ``p``): DDPM-style U-Net, 64 c
 warm-up offset by +500 steps in the code (here: 9.5k steps from 0, reaching 1e-5 at the same
 step). EMA 0.9999 per step on both (no ramp-up). Random horizontal flips. Here the U-Net is our
 SongUNet (DDPM++ blocks with those sizes), not a line-by-line port of ``models/unet.py``.
-Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
-``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
+Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
+(``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``; README, Data).
 """
 import math
 
@@ -47,7 +47,7 @@ def get_config(arg=None):
     c = config_lib.base()
     c.method = "cdrl"
     c.cdrl = cdrl.defaults()
-    c.data.source, c.data.shape, c.data.flip = "tfds:cifar10", (32, 32, 3), True
+    c.data.source, c.data.shape, c.data.flip = "cifar10", (32, 32, 3), True
     del c.net
     c.ebm_net = config_lib.ConfigDict(dict(arch="genmod.nets.ebm:energy", ch=128, ch_mult=(1, 2, 2, 2), num_blocks=8,
                                            spectral_norm=True))

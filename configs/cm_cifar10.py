@@ -14,8 +14,9 @@ batch 1024, K = 400k, curriculum N = 11 ... 1281 (s0 10, s1 1280, K' = 50k), log
 index pmf (-1.1, 2.0), pseudo-Huber c = 0.00054 sqrt(3072) = 0.0299, weight 1/dsigma,
 sampling EMA 0.99993 per step (half-life 10.1 Mimg at batch 1024), 2-step sigma_mid 0.821.
 [unverified] from secondary sources: dropout 0.3, Fourier scale reduced from 16 to 0.02,
-sigma_mid = 0.821. Data: ``tfds:cifar10`` with random flips, or the official archive read as is
-(no tfds, no TensorFlow): ``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz``.
+sigma_mid = 0.821. Data: ``cifar10`` with random flips, the official archive fetched into the
+cache on first use and hash-checked (``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your
+own, ``tfds:cifar10``; README, Data).
 """
 import math
 
@@ -33,7 +34,7 @@ def get_config(arg=None):
     c.method = "cm"
     c.cm = cm.defaults()
     c.sample.nfe = 1
-    c.data.source, c.data.shape, c.data.flip = "tfds:cifar10", (32, 32, 3), True
+    c.data.source, c.data.shape, c.data.flip = "cifar10", (32, 32, 3), True
     c.net = config_lib.ConfigDict(dict(arch="unet", **{**unet.ncsnpp_cifar10(), "dropout": 0.3, "fourier_scale": 0.02}))
     c.total_steps, c.batch_size = 400_000, 1024
     c.optim.net.name, c.optim.net.lr = "radam", 1e-4

@@ -8,8 +8,8 @@ batch 512, 800k iterations, data target x + t_{i+1} z (same z), adaptive N(k) (s
 and target EMA mu(k) = exp(s0 ln 0.9 / N(k)), RAdam lr 4e-4 with a 10 Mimg warm-up, sampling
 EMA 0.9999 per step. Published FID 8.70 (1 step) / 5.83 (2 steps) [unverified] with LPIPS;
 genmod ships l2/l1 (see cd_cifar10). Hardware: 8xA100 for several days.
-Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
-``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
+Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
+(``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``; README, Data).
 """
 import math
 
@@ -24,7 +24,7 @@ def get_config(arg=None):
     c.cm = cm.defaults()
     c.cm.mode, c.cm.metric = "ct", "l2"
     c.sample.nfe = 1
-    c.data.source, c.data.shape, c.data.flip = "tfds:cifar10", (32, 32, 3), True
+    c.data.source, c.data.shape, c.data.flip = "cifar10", (32, 32, 3), True
     c.net = config_lib.ConfigDict(dict(arch="unet", **{**unet.ncsnpp_cifar10(), "dropout": 0.0}))
     c.total_steps, c.batch_size = 800_000, 512
     c.optim.net.name, c.optim.net.lr, c.optim.net.warmup_img = "radam", 4e-4, 10_000_000

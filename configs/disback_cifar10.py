@@ -15,8 +15,8 @@ hyperparameter below (batch 256, Adam lr 1e-5 with betas (0, 0.999) for both net
 steps are placeholders), and the paper's CIFAR-10 teacher is a DDPM (Diff-Pruning
 checkpoint), not the EDM teacher used here. Published CIFAR-10 FID: not stated in the
 material we have [unverified]; the paper claims faster convergence than Diff-Instruct alone.
-Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
-``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
+Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
+(``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``; README, Data).
 """
 from genmod import config_lib
 from genmod.methods import disback, dmd2
@@ -30,7 +30,7 @@ def smoke(c):
 def get_config(arg=None):
     c = config_lib.base()
     disback.vsd_image(c, "checkpoints/edm_cifar10")
-    c.data.source, c.data.shape, c.data.flip = "tfds:cifar10", (32, 32, 3), True
+    c.data.source, c.data.shape, c.data.flip = "cifar10", (32, 32, 3), True
     c.net = config_lib.ConfigDict(dict(arch="unet", **unet.ddpmpp_cifar10()))
     c.optim = dmd2.optim(lr=1e-5, weight_decay=0.0, clip=0.0, b1=0.0)
     c.batch_size = 256

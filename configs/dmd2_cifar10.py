@@ -15,8 +15,8 @@ read-only and never saved with the student.
 Expected FID (50k samples, 1 step): 2.13 (DMD2 / reverse-KL re-run in the f-distill paper,
 recall 0.60); FastGen's re-implementation reports 1.99. The EDM cond teacher: 1.79 (35 NFE).
 Not reproduced here [unverified]; genmod's EDM teacher lacks EDM's augmentation pipeline.
-Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
-``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
+Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
+(``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``; README, Data).
 """
 import math
 
@@ -35,7 +35,7 @@ def get_config(arg=None):
     c.dmd2 = dmd2.defaults()
     c.dmd2.gan_gen_weight, c.dmd2.gan_critic_weight, c.dmd2.ttur = 1e-3, 1e-2, 5
     c.teacher = config_lib.ConfigDict(dict(workdir="checkpoints/edm_cifar10_cond", step=0))
-    c.data.source, c.data.shape, c.data.num_classes, c.data.flip = "tfds:cifar10", (32, 32, 3), 10, True
+    c.data.source, c.data.shape, c.data.num_classes, c.data.flip = "cifar10", (32, 32, 3), 10, True
     c.net = config_lib.ConfigDict(dict(arch="unet", **unet.ddpmpp_cifar10()))
     c.optim = dmd2.optim(lr=1e-4, weight_decay=0.01, clip=10.0)
     c.total_steps, c.batch_size = 120_000, 2048

@@ -4,8 +4,8 @@
     python -m genmod.launch --config edm_cifar10:smoke       # seconds, on any CPU
     python -m genmod.launch --config edm_cifar10:ncsnpp --workdir checkpoints/edm_cifar10_ncsnpp
 
-Data: tfds ``cifar10`` (prepare it once with tfds), or the official archive read as is (no
-tfds, no TensorFlow): ``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz``; offline
+Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
+(``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``); offline
 here, ``--config.data.source=npz:../shared/data/cifar10_batch1.npz`` for the first 10k images.
 Settings: DDPM++ 55.7M params, batch 512, Adam lr 1e-3 (β 0.9/0.999, ε 1e-8) with a 10 Mimg
 linear warm-up, 200 Mimg (390,625 steps), dropout 0.13, lognormal σ (P_mean -1.2, P_std 1.2),

@@ -12,8 +12,8 @@ the teacher's features instead).
 Expected FID (50k, 1 step): 1.92 (recall 0.62) in the paper; FastGen reproduces 1.85.
 Other divergences (paper, CIFAR-10): JS 2.00, squared Hellinger 1.99, Jeffreys 2.05,
 softened RKL 2.21, reverse-KL 2.13. Not reproduced here [unverified].
-Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
-``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
+Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
+(``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``; README, Data).
 """
 from genmod import config_lib
 from genmod.methods import dmd2, fdistill

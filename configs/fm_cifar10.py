@@ -9,8 +9,8 @@ EMA half-life 0.5 Mimg. Linear path, logit-normal t (SD3), data at t=1; sampling
 Euler or Heun (``--config.fm.solver=heun``, 35 NFE). Published reference: 1-Rectified Flow
 (Liu et al. 2023) reports FID 2.58 on CIFAR-10 with an adaptive RK45 solver (127 NFE), on
 its own training recipe; expect higher FIDs with 35-NFE Euler. Hardware: ~2 days on 8xV100.
-Data: ``tfds:cifar10``, or the official archive read as is (no tfds, no TensorFlow):
-``--config.data.source=cifar10:PATH/cifar-10-python.tar.gz`` (README, Data).
+Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
+(``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``; README, Data).
 """
 from genmod import config_lib
 from genmod.methods import fm

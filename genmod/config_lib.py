@@ -65,7 +65,7 @@ def edm_cifar10_recipe(c: ConfigDict) -> ConfigDict:
     1e-3 with a 10 Mimg warm-up, 200 Mimg, EMA half-life 0.5 Mimg (ramp-up 0.05)."""
     from genmod.nets import unet
 
-    c.data.source, c.data.shape = "tfds:cifar10", (32, 32, 3)
+    c.data.source, c.data.shape = "cifar10", (32, 32, 3)
     c.net = ConfigDict(dict(arch="unet", **unet.ddpmpp_cifar10()))
     c.total_steps, c.batch_size = 390_625, 512
     c.optim.net.lr, c.optim.net.warmup_img = 1e-3, 10_000_000

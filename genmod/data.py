@@ -27,7 +27,7 @@ from genmod import toy
 
 MIXTURES = "gmm:ring | gmm:grid | gmm:random:SEED | gmm:PATH.json"
 SPECS = ("digits | synthetic:HxWxC | " + MIXTURES + " | checkerboard | moons | npz:PATH | idx:PATH | "
-         "cifar10:PATH | imagenet64:DIR | tfds:NAME")
+         "cifar10 | cifar10:PATH | imagenet64:DIR | tfds:NAME")
 
 
 class DataError(ValueError):
@@ -175,14 +175,23 @@ CIFAR10_SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["t
 CIFAR10_LAYOUT = "the official cifar-10-python.tar.gz layout: cifar-10-batches-py/data_batch_1..5, test_batch"
 
 
-def _cifar10(path, split):
+def _cifar10(path, split, fetch=False):
     """``cifar10:PATH``: the official ``cifar-10-python.tar.gz`` (or its extracted
-    ``cifar-10-batches-py``) read as distributed, so no conversion step and no TensorFlow."""
-    if not path:
-        raise DataError("cifar10 needs a path, e.g. cifar10:data/cifar-10-python.tar.gz")
+    ``cifar-10-batches-py``) read as distributed, so no conversion step and no TensorFlow.
+    ``cifar10`` (``fetch``): that archive from the cache, fetched on first use (genmod.assets)."""
+    if not path and not fetch:
+        raise DataError("cifar10 needs a path, e.g. cifar10:data/cifar-10-python.tar.gz (or plain cifar10: "
+                        "the official archive, fetched into the cache on first use)")
     names = CIFAR10_SPLITS.get(split)
     if names is None:
         raise DataError(f"cifar10 has splits train | test, got {split!r}")
+    if fetch:
+        from genmod import assets
+
+        try:
+            path = assets.fetch("cifar10")
+        except assets.AssetError as e:
+            raise DataError(str(e)) from None
     if not os.path.exists(path):
         raise DataError(f"dataset file not found: {path}")
     blobs = {}
@@ -280,7 +289,8 @@ def _imagenet64(path, split):
 
 
 # Local routes for the configs' tfds datasets, with no preparation step.
-TFDS_HINT = {"cifar10": "read the official archive with cifar10:PATH/cifar-10-python.tar.gz",
+TFDS_HINT = {"cifar10": "use plain cifar10 (the official archive, fetched on first use) or "
+                        "cifar10:PATH/cifar-10-python.tar.gz",
              "imagenet_resized/64x64": "read the official Imagenet64_*_npz batches with imagenet64:DIR",
              "": "use a local source: npz:PATH, idx:DIR, cifar10:PATH, imagenet64:DIR"}
 
@@ -338,7 +348,7 @@ def open_source(spec: str, split: str = "train", size: int = 65536, seed: int = 
     if kind == "idx":
         return _idx(arg, split)
     if kind == "cifar10":
-        return _cifar10(arg, split)
+        return _cifar10(arg, split, fetch=spec == "cifar10")
     if kind == "imagenet64":
         return _imagenet64(arg, split)
     if kind == "tfds":

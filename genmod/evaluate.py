@@ -11,7 +11,9 @@ provenance (data spec, split, count, resolution, Inception weights sha256). ``fi
 samples from a checkpoint's EMA weights through the Inception network (never holding them all),
 refuses a reference made at another resolution or with other weights, and writes
 ``DIR/eval/fid50k_step<S>.json`` (never overwriting a different earlier result). Both take
-``--weights PATH`` (default ``checkpoints/fid/inception_fid.npz``; see docs/fid.md).
+``--weights PATH``; without it, ``$GENMOD_FID_WEIGHTS`` or ``checkpoints/fid/inception_fid.npz``
+if present, else pytorch-fid's weights fetched into the cache on first use (hash-checked,
+genmod.assets ``inception_fid``) and converted there once (needs torch; see docs/fid.md).
 
 ``fd`` needs no download: Frechet distance and precision/recall in the features of a seeded
 classifier trained on the spot (``genmod.eval.proxy``), with the protocol of
@@ -367,7 +369,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m genmod.evaluate", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("ref", help="reference statistics of a data source")
-    r.add_argument("--data", required=True, help="data spec, e.g. npz:PATH, idx:DIR, cifar10:PATH, tfds:cifar10")
+    r.add_argument("--data", required=True, help="data spec, e.g. cifar10 (fetched), cifar10:PATH, npz:PATH, idx:DIR")
     r.add_argument("--out", required=True, help="FILE.npz")
     r.add_argument("--split", default="train")
     r.add_argument("--num", type=int, help="first N images (default: all)")
@@ -391,7 +393,8 @@ def main(argv=None) -> int:
                    help="let the workdir's config.json import this module (outside genmod)")
     for q in (r, f):
         q.add_argument("--batch", type=int, default=250)
-        q.add_argument("--weights", help="converted Inception npz (default checkpoints/fid/inception_fid.npz)")
+        q.add_argument("--weights", help="converted Inception npz (default: $GENMOD_FID_WEIGHTS, "
+                                         "checkpoints/fid/inception_fid.npz, else fetched into the cache)")
     a = p.parse_args(argv)
     if a.cmd == "fd":
         return cmd_fd(a)

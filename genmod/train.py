@@ -194,6 +194,22 @@ class CompileNotice:
                 self.log(f"[{self.stage}] step {step} done, compile included: {time.perf_counter() - self.t0:.1f} s")
 
 
+CPU_DAY_S = 86400.0  # a CPU run projected past this is told about the smaller routes
+MEASURE_STEPS = 3  # steps after the compiled first one that the projection is measured on
+
+
+def cpu_notice(stage: str, sec_per_step: float, steps: int, backend: str | None = None) -> str | None:
+    """One line when a run without an accelerator would take more than a day (None otherwise):
+    the projection and the routes sized for a CPU. The run carries on either way."""
+    sec = sec_per_step * steps
+    if (backend or jax.default_backend()) != "cpu" or sec <= CPU_DAY_S:
+        return None
+    when = f"{sec / 86400:.1f} days" if sec < 100 * 86400 else f"{sec / 86400 / 365:.1f} years"
+    small = [n for n in config_lib.available() if n.endswith("_digits") or n == "quickstart"]
+    return (f"[{stage}] note: no accelerator: at {sec_per_step:.2f} s/step, {steps:,} steps take ~{when} on "
+            f"this CPU; sized for a CPU: the :smoke preset, the digits configs ({', '.join(small)}); carrying on")
+
+
 def _snapshot(workdir: str) -> set | None:
     """Relative paths of everything under ``workdir`` (None when it does not exist)."""
     if not os.path.isdir(workdir):
@@ -391,8 +407,14 @@ def _run_stage(config, workdir, run, pipeline, writer, pre, stop_after, steps_ru
                 jax.block_until_ready(state)
                 progress.tick(step)
                 compiling.done(step)
+                t_first = time.perf_counter()
                 if started is not None:
                     started[0] = True
+            elif ran == 1 + MEASURE_STEPS:
+                jax.block_until_ready(state)
+                note = cpu_notice(stage.name, (time.perf_counter() - t_first) / MEASURE_STEPS, total)
+                if note:
+                    log(note)
             stop = pre.requested or (stop_after is not None and steps_run + ran >= stop_after)
             if step % config.log_every == 0 or step == total:
                 jax.block_until_ready(state)

@@ -116,7 +116,7 @@ def test_smoke_gets_its_own_workdir_and_dry_run_writes_nothing(tmp_path, capsys,
 
 @pytest.mark.parametrize("argv,msg", [
     (["--config", "quickstart", "--config.data.source=npz:/missing.npz"], "dataset file not found"),
-    (["--config", "edm_cifar10"], "tfds dataset 'cifar10' split 'train' unavailable"),
+    (["--config", "edm_cifar10", "--config.data.source=tfds:cifar10"], "tfds dataset 'cifar10' split 'train' unavailable"),
     (["--config", "quickstart", "--config.data.shape=(16,16,1)"], "does not match the model's 16x16x1"),
     (["--config", "cd_cifar10:smoke", "--config.teacher.workdir=/missing"], "teacher workdir '/missing' has no config.json"),
 ])

@@ -91,11 +91,38 @@ def convert(pth: str, out: str) -> dict:
             "meta/standard": np.asarray(src_sha.startswith(STANDARD_SHA256_PREFIX)),
             "meta/sha256": np.asarray(sha)}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + ".tmp.npz"
+    tmp = f"{out}.tmp{os.getpid()}.npz"  # per process: two converting at once each rename a whole file
     np.savez(tmp, **flat, **meta)
     os.replace(tmp, out)
     return {"out": out, "sha256": sha, "source_sha256": src_sha,
             "standard": src_sha.startswith(STANDARD_SHA256_PREFIX)}
+
+
+def fetched_weights(log=None) -> str:
+    """pytorch-fid's .pth fetched into the cache (genmod.assets ``inception_fid``, hash-checked)
+    and converted beside it once: the default weights of ``genmod.evaluate``."""
+    from genmod import assets
+    from genmod.eval.inception import WeightsError
+
+    try:
+        pth = assets.fetch("inception_fid", log)
+    except assets.AssetError as e:
+        raise WeightsError(str(e)) from None
+    out = os.path.join(os.path.dirname(pth), "inception_fid.npz")
+    try:
+        with np.load(out, allow_pickle=False) as f:
+            if str(f["meta/source_sha256"]) == file_sha256(pth):
+                return out
+    except (OSError, ValueError, KeyError, EOFError):
+        pass  # absent, or from other weights: convert
+    try:
+        convert(pth, out)
+    except ImportError:
+        raise WeightsError(f"converting the fetched {pth} needs torch (CPU is enough): pip install torch; "
+                           f"or convert it elsewhere and pass --weights") from None
+    except Exception as e:  # noqa: BLE001 - one clear line for any malformed input
+        raise WeightsError(f"{pth}: cannot convert ({(str(e).splitlines() or [''])[0][:200]})") from None
+    return out
 
 
 def main(argv=None) -> int:

@@ -308,14 +308,20 @@ def content_sha256(flat: dict) -> str:
     return h.hexdigest()
 
 
-def weights_path(path: str | None = None) -> str:
-    return path or os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS
+def weights_path(path: str | None = None) -> str | None:
+    """``path``, ``$GENMOD_FID_WEIGHTS``, ``checkpoints/fid/inception_fid.npz`` if it exists, else
+    None: the weights fetched into the cache and converted there (``convert.fetched_weights``)."""
+    return path or os.environ.get(WEIGHTS_ENV) or (DEFAULT_WEIGHTS if os.path.exists(DEFAULT_WEIGHTS) else None)
 
 
 def load_variables(path: str | None = None):
     """Load converted weights -> (variables {'params', 'batch_stats'}, info dict with
     'sha256' (content hash), 'source_sha256' (of the .pth) and 'path')."""
     path = weights_path(path)
+    if path is None:
+        from genmod.eval.convert import fetched_weights
+
+        path = fetched_weights()
     if not os.path.exists(path):
         raise WeightsError(f"FID Inception weights not found at {path}; download "
                            f"pt_inception-2015-12-05-6726825d.pth (pytorch-fid release 'fid_weights', "
