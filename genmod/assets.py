@@ -62,6 +62,7 @@ EDM_URL = "https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/"
 EDM_NETS = ("edm-cifar10-32x32-cond-vp", "edm-cifar10-32x32-uncond-vp", "edm-cifar10-32x32-cond-ve",
             "edm-cifar10-32x32-uncond-ve", "edm-ffhq-64x64-uncond-vp", "edm-ffhq-64x64-uncond-ve",
             "edm-afhqv2-64x64-uncond-vp", "edm-afhqv2-64x64-uncond-ve", "edm-imagenet-64x64-cond-adm")
+LPIPS_MANUAL = ", or convert both yourself (python -m genmod.lpips) and set cm.lpips_weights"
 TABLE = {a.name: a for a in [
     Asset("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
           "CIFAR-10 (data spec cifar10: the *_cifar10 configs)", ", or use --config.data.source=cifar10:PATH",
@@ -71,8 +72,12 @@ TABLE = {a.name: a for a in [
           ", or convert it yourself (python -m genmod.eval.convert) and pass --weights", sha256_prefix="6726825d"),
     *(Asset(n, EDM_URL + n + ".pkl", "NVlabs/edm network (genmod.convert edm NAME)",
             ", or pass that path to genmod.convert edm") for n in EDM_NETS),
+    Asset("vgg16", "https://download.pytorch.org/models/vgg16-397923af.pth",
+          "torchvision's ImageNet VGG-16, LPIPS's trunk (cm.metric=lpips)", LPIPS_MANUAL, sha256_prefix="397923af"),
+    Asset("lpips_vgg", "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
+          "LPIPS v0.1 heads for VGG-16 (cm.metric=lpips; the lpips wheel ships a copy)", LPIPS_MANUAL,
+          file="lpips-v0.1-vgg.pth"),
 ]}
-# lpips_vgg joins the table with the LPIPS metric.
 
 
 def cache_dir() -> str:

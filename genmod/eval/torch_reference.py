@@ -1,4 +1,4 @@
-"""pytorch-fid as a numerical reference, for the parity test and the benchmark only.
+"""pytorch-fid and lpips as numerical references, for the parity tests and the benchmark only.
 
 Needs ``pip install torch==2.13.0 pytorch-fid`` (one command, so pip keeps the CPU torch).
 Nothing here downloads anything: pytorch-fid's ``InceptionV3([3])`` module tree is built by
@@ -15,36 +15,53 @@ import types
 import numpy as np
 
 
-def import_pytorch_fid():
-    """-> (pytorch_fid.inception, pytorch_fid.fid_score).
+def torchvision_models(*modules):
+    """``torchvision.models`` with ``modules`` (e.g. "inception", "vgg") imported.
 
     torchvision's wheel may fail to load its compiled ops next to a CPU torch ("operator
-    torchvision::nms does not exist"); the Inception model code is pure Python, so register
-    bare ``torchvision`` / ``torchvision.models`` package modules and import just that."""
+    torchvision::nms does not exist"); the model code is pure Python, so register bare
+    ``torchvision`` / ``torchvision.models`` package modules and import just those."""
     import torch  # noqa: F401
 
-    if "torchvision.models.inception" not in sys.modules:
-        try:
-            import torchvision.models.inception  # noqa: F401
-        except Exception:  # noqa: BLE001 - compiled-ops failure: fall back to the bare modules
-            for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
-                del sys.modules[k]
-            spec = importlib.util.find_spec("torchvision")
-            root = list(spec.submodule_search_locations)[0]
-            tv = types.ModuleType("torchvision")
-            tv.__path__ = [root]
-            tv.__version__ = importlib.metadata.version("torchvision")
-            tvm = types.ModuleType("torchvision.models")
-            tvm.__path__ = [os.path.join(root, "models")]
-            tv.models = tvm
-            sys.modules["torchvision"], sys.modules["torchvision.models"] = tv, tvm
-            import torchvision.models.inception as inc
+    try:
+        for m in modules:
+            importlib.import_module(f"torchvision.models.{m}")
+    except Exception:  # noqa: BLE001 - compiled-ops failure: fall back to the bare modules
+        for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
+            del sys.modules[k]
+        spec = importlib.util.find_spec("torchvision")
+        root = list(spec.submodule_search_locations)[0]
+        tv = types.ModuleType("torchvision")
+        tv.__path__ = [root]
+        tv.__version__ = importlib.metadata.version("torchvision")
+        tvm = types.ModuleType("torchvision.models")
+        tvm.__path__ = [os.path.join(root, "models")]
+        tv.models = tvm
+        sys.modules["torchvision"], sys.modules["torchvision.models"] = tv, tvm
+    tvm = sys.modules["torchvision.models"]
+    for m in modules:  # a bare package has only what is imported here
+        mod = importlib.import_module(f"torchvision.models.{m}")
+        setattr(tvm, m, mod)
+        for name in getattr(mod, "__all__", ()):
+            setattr(tvm, name, getattr(mod, name))
+    return sys.modules["torchvision.models"]
 
-            tvm.inception, tvm.inception_v3 = inc, inc.inception_v3
+
+def import_pytorch_fid():
+    """-> (pytorch_fid.inception, pytorch_fid.fid_score), via ``torchvision_models``."""
+    torchvision_models("inception")
     import pytorch_fid.fid_score as fid_score
     import pytorch_fid.inception as pfi
 
     return pfi, fid_score
+
+
+def import_lpips():
+    """-> the ``lpips`` package (its VGG trunk comes from ``torchvision_models``)."""
+    torchvision_models("vgg")
+    import lpips
+
+    return lpips
 
 
 def random_pytorch_fid_model(seed: int = 0, calibration_images=None):

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from genmod import edm, method, nets, teacher as teacher_lib
+from genmod import edm, lpips as lpips_lib, method, nets, teacher as teacher_lib
 
 
 def defaults():
@@ -29,8 +29,9 @@ def defaults():
         mode="ict", sigma_min=0.002, sigma_max=80.0, rho=7.0, sigma_data=0.5,
         s0=10, s1=1280, P_mean=-1.1, P_std=2.0,   # iCT curriculum and index pmf
         huber_c=0.0,                              # 0: c = 0.00054 sqrt(d)
-        metric="l2",                              # ct / cd: l2 (mean over pixels), l1 or huber
+        metric="l2", lpips_weights="", lpips_resize=224,  # ct / cd: l2 (pixel mean), l1, huber or lpips (Method.metric)
         ct_s0=2, ct_s1=150, mu0=0.9,              # original CT: adaptive N(k), mu(k)
+        mu_rule="code",                           # CT mu(k): "code" (official, / (N-1)) or "paper" (/ N); see ct_mu
         cd_N=18, target_mu=0.0,                   # CD: grid size, target EMA (0 = stopgrad)
         index="uniform", weight="none",           # ct / cd: "lognormal" / "inv_dsigma" = iCT's pmf / weight
         init_from_teacher=True,                   # CD: student starts from the teacher's weights
@@ -50,9 +51,14 @@ def ct_N(k, K, s0=2, s1=150):
     return (jnp.ceil(jnp.sqrt(jnp.asarray(k) / K * ((s1 + 1) ** 2 - s0**2) + s0**2) - 1) + 1).astype(jnp.int32)
 
 
-def ct_mu(N, s0=2, mu0=0.9):
-    """mu(k) = exp(s0 ln(mu0) / N(k))."""
-    return jnp.exp(s0 * math.log(mu0) / N)
+def ct_mu(N, s0=2, mu0=0.9, rule="code"):
+    """Target EMA of original CT. ``paper``: mu(k) = exp(s0 ln(mu0) / N(k)) (Song et al. 2023, so
+    mu(0) = mu0 = 0.9); ``code``: exp(s0 ln(mu0) / (N(k) - 1)), what the official
+    get_ema_scales_fn (jcm/losses.py) computes before adding 1 to N (mu(0) = 0.81). Default
+    ``code``: it is the rule behind the published CT runs and numbers."""
+    if rule not in ("code", "paper"):
+        raise ValueError(f"unknown cm.mu_rule {rule!r}: use code or paper")
+    return jnp.exp(s0 * math.log(mu0) / (N - 1 if rule == "code" else N))
 
 
 def karras(i, N, sigma_min=0.002, sigma_max=80.0, rho=7.0):
@@ -95,9 +101,11 @@ class Method(method.Method):
             self.frozen = {"teacher": self.teacher.params}
         elif c.mode not in ("ict", "ct"):
             raise ValueError(f"unknown cm.mode {c.mode!r}: use ict, ct or cd")
-        for key, ok in (("metric", ("l2", "l1", "huber")), ("index", ("uniform", "lognormal")), ("weight", ("none", "inv_dsigma"))):
+        for key, ok in (("metric", ("l2", "l1", "huber", "lpips")), ("mu_rule", ("code", "paper")), ("index", ("uniform", "lognormal")), ("weight", ("none", "inv_dsigma"))):
             if c.get(key, ok[0]) not in ok:
                 raise ValueError(f"unknown cm.{key} {c[key]!r}: use {' or '.join(ok)}")
+        if c.get("metric") == "lpips" and c.mode != "ict":  # a jit argument like the teacher; "" = fetched
+            self.frozen = {**self.frozen, "lpips": lpips_lib.load_params(c.get("lpips_weights") or None)}
         self.n_max = c.cd_N if c.mode == "cd" else c.ct_s1 + 1  # largest N the grid can reach
         self.d = int(np.prod(self.shape))
         self.huber_c = c.huber_c or 0.00054 * math.sqrt(self.d)
@@ -158,7 +166,10 @@ class Method(method.Method):
         target = jax.lax.stop_gradient(self.fn(target_params, labels, k_drop)(x_next, t_next))
         return student, target, (1.0 / (t_cur - t_next) if c.get("weight", "none") == "inv_dsigma" else jnp.ones_like(t_cur))
 
-    def metric(self, a, b):
+    def metric(self, a, b, frozen=None):
+        if self.c.metric == "lpips":  # the CM code's: VGG LPIPS of both resized to 224 bilinearly (jcm/losses.py),
+            # at JAX's default matmul precision as there (fp32 on CPU, TF32 on recent GPUs); 0 = native size
+            return lpips_lib.lpips(frozen["lpips"], a, b, self.c.get("lpips_resize", lpips_lib.RESIZE), precision=None)
         if self.c.metric == "huber":  # iCT's pseudo-Huber, carried to CT / CD as ECT does
             return pseudo_huber(a, b, self.huber_c)
         d = (a - b).reshape(a.shape[0], -1)
@@ -176,7 +187,7 @@ class Method(method.Method):
         else:
             if c.mode == "ct":
                 N = ct_N(state.step, cfg.total_steps, c.ct_s0, c.ct_s1)
-                mu = ct_mu(N, c.ct_s0, c.mu0)
+                mu = ct_mu(N, c.ct_s0, c.mu0, c.get("mu_rule", "code"))
             else:
                 N, mu = jnp.int32(c.cd_N), jnp.float32(c.target_mu)
             # mu = 0: the target is stop_gradient(theta) itself
@@ -184,7 +195,7 @@ class Method(method.Method):
 
             def loss_fn(p):
                 s, t, w = self.ct_cd_pair(p, target_params, x, key, N, frozen, labels)
-                return (w * self.metric(s, t)).mean()
+                return (w * self.metric(s, t, frozen)).mean()
             metrics.update({"cm/N": N, "cm/mu": mu})
         loss, g = jax.value_and_grad(loss_fn)(state.params["net"])
         beta = method.ema_decay(state.step, cfg.batch_size, cfg.ema.halflife_img, cfg.ema.rampup)
