@@ -10,7 +10,14 @@ spiked late in training and the final checkpoint could land in a spike (issue #1
 the gradient norm at 1 does not help, the lower rate does). Measured (benchmarks/robustness.py,
 4,000 samples, seed 0): ring 1-step 0.0016 (1.4x the exact Heun-35 sampler; 0.0073 at 1e-3),
 last five checkpoints decreasing; gmm:random:0 (10 modes) 0.0049 (3.5x; 0.0084 at 1e-3 with
-clipping), 8/10 modes, 27% off-mode: the 1-step map between thin modes is still too smooth.
+clipping), 8/10 modes, 27% off-mode with the uniform pair index of Song et al. 2023.
+Why (benchmarks/cm_levels.py, docs/benchmarks.md "Robustness, round 3"): the student is exact up
+to t = 0.06 and loses the map at t = 0.14-0.3, where thin modes become distinguishable and the
+consistency function must jump between them; the uniform index gives those levels 2 of 17
+pairs. iCT's lognormal pair pmf (``cm.index=lognormal``) centres the pairs there: random:0 2.0x,
+10/10 modes, 13% off-mode at 1 step (1.7x, 9.4% at 2 steps), but on the ring it spikes late
+(last five 0.0022, 0.17, 0.056, 0.023, 0.0073: 6.4x), so it is not the default; iCT's
+1/(t_{i+1} - t_i) weight (``cm.weight=inv_dsigma``) alone: random:0 1.9x, 11% (2 steps 4.4x).
 """
 from genmod import config_lib
 from genmod.methods import cm

@@ -3,7 +3,7 @@
 
     python -m genmod.launch --config crossflow_captions
     python -m genmod.launch --config crossflow_captions:mnist   # npz:../shared/data/mnist.npz, 28x28
-    python -m genmod.crossflow --workdir checkpoints/crossflow_captions --caption "a handwritten seven" \\
+    python -m genmod.crossflow_sample --workdir checkpoints/crossflow_captions --caption "a handwritten seven" \\
         --guidance 3 --out seven.png
 
 Tiny DiT (patch 2, width 64, depth 2) from the text VE's latent (exactly 8x8x1), no noise

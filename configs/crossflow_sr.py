@@ -5,7 +5,7 @@ concatenation conditioning (Liu et al. 2025, Sec. 4.3). Offline on sklearn digit
     python -m genmod.launch --config crossflow_sr
     python -m genmod.launch --config crossflow_sr:mnist   # npz:../shared/data/mnist.npz, 7x7 -> 28x28 (4x)
     python -m genmod.launch --config crossflow_sr:cifar   # npz:../shared/data/cifar10_batch1.npz, 16 -> 32 (2x)
-    python -m genmod.crossflow --workdir checkpoints/crossflow_sr --image lowres.png --out sr.png
+    python -m genmod.crossflow_sample --workdir checkpoints/crossflow_sr --image lowres.png --out sr.png
 
 Low-res = box-filter downsampling by ``crossflow.factor``; ``sample`` draws held-out images
 (``crossflow.eval_split``) by seed. No CFG (p_uncond 0). Small DDPM++ U-Net (the DiT works too:

@@ -2,7 +2,7 @@
 
     python -m genmod.launch --config crossflow_t2i
     python -m genmod.launch --config crossflow_t2i:smoke      # seconds, on any CPU (random latents)
-    python -m genmod.crossflow --workdir checkpoints/crossflow_t2i --caption "a red bus" \\
+    python -m genmod.crossflow_sample --workdir checkpoints/crossflow_t2i --caption "a red bus" \\
         --add "snow" --alpha 1 --out bus.png                     # latent arithmetic
 
 Flow from the text VE's sample z0 (exactly 32x32x4, SD-VAE latents x 0.23010) to the image

@@ -8,7 +8,11 @@ DMD2's ImageNet-64 settings (experiments/imagenet/*.sh): batch 280 (40 x 7 GPUs)
 constant, clip 10, TTUR 5, GAN on from the start (generator 3e-3, critic 1e-2, diffusion-GAN
 levels U{0..999}), DM levels U{20..980}, no CFG (label-dropout-free teacher), BF16 in the
 original (genmod: float32), no generator EMA in the original (here a long one for previews).
-200k iterations counted as DMD2 does (critic steps) = 240k genmod steps.
+200k iterations counted as tianweiy/DMD2 does (main/edm/train_edm.py: every iteration updates
+the critic, and the generator too when ``step % dfake_gen_update_ratio (5) == 0``) = 200k
+critic + 40k generator updates = 240k genmod steps at ttur 5. (NVlabs/FastGen counts
+differently, one update per iteration: see ``dmd2_cifar10``.) DMD2's 500 warm-up steps are
+iterations; genmod counts each net's own updates (the generator's warm-up is 5x longer here).
 Expected FID (50k, 1 step, EDM reference statistics): 1.51 for this from-scratch GAN run
 (200k iterations, 53 h on 7 GPUs); 1.28 needs DMD2's two phases (410k iterations without
 GAN, FID 2.61, then 140k with GAN at lr 5e-7), i.e. ``:no_gan`` then a ``--force`` resume

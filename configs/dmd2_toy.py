@@ -21,9 +21,10 @@ map's blur across the borders of the noise regions that feed each mode; it shrin
 generator updates, not critic ones (the regression alone, 750 updates: 7.5%; 1,500: 5.0%; 6,000
 at batch 512: 2.3% on gmm:random:0), so the generator gets lr 3e-3 and a fourth hidden layer
 (regression alone, 750 updates: 4.2%).
-Measured (benchmarks/robustness.py, 4,000 samples, seed 0): see docs/RESULTS.md; before the
-change (TTUR 5, no regression) gmm:random:0 13.1x the exact Heun-35 sampler's energy, 5/10
-modes, 22% off-mode; after it 0.62x, 10/10 modes, 8% off-mode. ``:4step``: backward
+Measured (benchmarks/robustness.py, 4,000 samples, seed 0, docs/RESULTS.md): gmm:random:0
+before issue #16 (TTUR 5, no regression) 13.1x the exact Heun-35 sampler's energy, 5/10 modes,
+22% off-mode; with the regression 0.62x, 10/10, 8.0%; now 0.63x, 10/10, 4.7%. Ring, grid and
+gmm:random:0..7: every mode, 0.51-1.43x Heun-35, off-mode 0.4-4.7%. ``:4step``: backward
 simulation, 4 generator steps.
 """
 from genmod import config_lib

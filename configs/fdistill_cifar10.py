@@ -6,12 +6,13 @@
 
 ``dmd2_cifar10`` plus the f-distill weighting, with the paper's best CIFAR-10 divergence:
 forward-KL (h(r) = r), ratio clip [0.1, 20], logit clamp 10, 10 sigma-bins with ratio_ema 0
-(this batch's bin means), batch 2048, GAN weight 1e-3 (FastGen's CIFAR-10 ``kl`` config),
-discriminator on the fake score's bottleneck (DMD2's, the paper's option (1); FastGen reads
-the teacher's features instead).
+(this batch's bin means), batch 2048, GAN weight 1e-3, 100k FastGen iterations = 20k generator
++ 80k critic updates (ttur 4; NVlabs/FastGen fastgen/configs/experiments/EDM/
+config_f_distill_cifar10.py, counted as in ``dmd2_cifar10``), discriminator on the fake
+score's bottleneck (DMD2's, the paper's option (1); FastGen reads the teacher's features instead).
 Expected FID (50k, 1 step): 1.92 (recall 0.62) in the paper; FastGen reproduces 1.85.
 Other divergences (paper, CIFAR-10): JS 2.00, squared Hellinger 1.99, Jeffreys 2.05,
-softened RKL 2.21, reverse-KL 2.13. Not reproduced here [unverified].
+softened RKL 2.21, reverse-KL 2.13. Not reproduced here.
 Data: ``cifar10``, the official archive fetched into the cache on first use and hash-checked
 (``cifar10:PATH/cifar-10-python.tar.gz`` for a copy of your own, ``tfds:cifar10``; README, Data).
 """

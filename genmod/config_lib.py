@@ -96,7 +96,7 @@ def smoke(c: ConfigDict, net: dict | None = None, data_source: str | None = None
 def smoke32(c: ConfigDict, **net_kw) -> ConfigDict:
     """``smoke`` for 32x32x3 configs: TINY_UNET of the config's kind on random images."""
     net = dict(TINY_UNET, dropout=c.net.get("dropout", 0.0))
-    for k in ("embedding_type", "channel_mult_noise", "encoder_type", "resample_filter", "fourier_scale"):
+    for k in ("embedding_type", "channel_mult_noise", "encoder_type", "resample_filter", "fourier_scale", "augment_dim"):
         if k in c.net:
             net[k] = c.net[k]
     return smoke(c, {**net, **net_kw}, data_source="synthetic:32x32x3")
@@ -390,6 +390,33 @@ def validate(config: ConfigDict, num_devices: int | None = None, num_processes: 
 
 
 NFE0_METHODS = ("cdrl",)  # sample.nfe = 0 means something there (no Langevin steps)
+
+
+def nfe_problem(nfe, method) -> str | None:
+    """Why ``--nfe`` is not usable for ``method`` (None: fine or not given). 0 means "no
+    steps" only where a method defines it (cdrl: no Langevin steps); elsewhere it would
+    silently become the default."""
+    if nfe is None:
+        return None
+    if nfe < 0 or (nfe == 0 and method not in NFE0_METHODS):
+        return f"--nfe must be >= 1{' (0: no Langevin steps)' if method in NFE0_METHODS else ''}, got {nfe}"
+    return None
+
+
+def read_sampling_config(workdir: str, nfe=None, allow_modules=()) -> dict:
+    """A workdir's config.json for the commands that sample it (sample, evaluate), checked before
+    any checkpoint is loaded: a ConfigError (one line) when there is none, when it names a module
+    outside genmod not in ``allow_modules``, or when ``nfe`` is unusable for its method."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ConfigError(f"no config.json in {workdir}: not a genmod workdir")
+    trust_modules(*allow_modules)
+    cfg = read_workdir_config(workdir)
+    check_modules(cfg, path)
+    problem = nfe_problem(nfe, cfg.get("method"))
+    if problem:
+        raise ConfigError(problem)
+    return cfg
 
 
 def _net_groups(node, where):

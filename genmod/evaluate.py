@@ -104,11 +104,9 @@ def load_ref(path: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"reference statistics not found: {path} (make them with "
                                 f"'python -m genmod.evaluate ref --data SOURCE --out {path}')")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            d = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"{path}: cannot read reference npz ({e})") from None
+    from genmod.eval.fid import read_npz
+
+    d = read_npz(path, "reference")
     if "mu" not in d or "sigma" not in d:
         raise ValueError(f"{path}: not FID statistics (needs mu and sigma; keys: {', '.join(d)})")
     out = {k: (v.item() if v.ndim == 0 else v) for k, v in d.items()}
@@ -229,14 +227,24 @@ def _load_extractor(a):
         _die(str(e))
 
 
+def _sampling_config(a) -> dict:
+    """The workdir's config, checked (modules, ``--nfe``) before anything is loaded."""
+    from genmod import config_lib
+
+    try:
+        return config_lib.read_sampling_config(a.workdir, a.nfe, a.allow_module)
+    except config_lib.ConfigError as e:
+        _die(str(e))
+
+
 def cmd_fid(a) -> int:
+    from genmod import train
     from genmod.eval import fid as fidlib
-    from genmod.sample import parse_seeds
 
     if a.num < 2:
         _die(f"FID needs at least 2 samples, got --num {a.num}")
     try:
-        seeds = parse_seeds(a.seeds) if a.seeds else np.arange(a.num, dtype=np.int64)
+        seeds = train.parse_seeds(a.seeds) if a.seeds else np.arange(a.num, dtype=np.int64)
     except ValueError:
         _die(f"bad --seeds {a.seeds!r} (use A-B or a comma list)")
     if a.num > len(seeds):
@@ -252,28 +260,13 @@ def cmd_fid(a) -> int:
     problem = _ref_problem(ref, extractor.sha256)
     if problem:
         _die(f"{a.ref}: {problem}")
-    if not os.path.exists(os.path.join(a.workdir, "config.json")):
-        _die(f"no config.json in {a.workdir}: not a genmod workdir")
-    from genmod import config_lib
-    from genmod.sample import nfe_problem
-
-    config_lib.trust_modules(*a.allow_module)
-    try:
-        wcfg = config_lib.read_workdir_config(a.workdir)
-        config_lib.check_modules(wcfg, os.path.join(a.workdir, "config.json"))
-    except config_lib.ConfigError as e:
-        _die(str(e))
-    problem = nfe_problem(a.nfe, wcfg.get("method"))
-    if problem:
-        _die(problem)
+    _sampling_config(a)
     if a.num < 2048:
         print(f"warning: {a.num} samples < 2048: the covariance is singular and {metric_name(a.num)} "
               f"is biased upwards; compare only at equal N and seeds", file=sys.stderr)
 
-    from genmod import sample
-
     t0 = time.time()
-    it = sample.iter_samples(a.workdir, seeds, a.batch, step=a.step, nfe=a.nfe)
+    it = train.iter_samples(a.workdir, seeds, a.batch, step=a.step, nfe=a.nfe)
     got = {"n": 0}
 
     def checked():
@@ -324,19 +317,8 @@ def cmd_fd(a) -> int:
     from genmod import config_lib
     from genmod.checkpoint import CheckpointError
     from genmod.eval import proxy
-    from genmod.sample import nfe_problem, nfe_used
 
-    if not os.path.exists(os.path.join(a.workdir, "config.json")):
-        _die(f"no config.json in {a.workdir}: not a genmod workdir")
-    config_lib.trust_modules(*a.allow_module)
-    try:
-        wcfg = config_lib.read_workdir_config(a.workdir)
-        config_lib.check_modules(wcfg, os.path.join(a.workdir, "config.json"))
-    except config_lib.ConfigError as e:
-        _die(str(e))
-    problem = nfe_problem(a.nfe, wcfg.get("method"))
-    if problem:
-        _die(problem)
+    wcfg = _sampling_config(a)
     try:
         ref, _ = proxy.reference_sets(a.features)
     except (FileNotFoundError, ValueError, KeyError) as e:
@@ -352,7 +334,7 @@ def cmd_fd(a) -> int:
     except (FileNotFoundError, ValueError, CheckpointError, config_lib.ConfigError) as e:
         _die(str(e))
     fl = proxy.floor(bench)
-    used, _ = nfe_used(wcfg, a.nfe)
+    used = q["nfe_used"]
     result = {"metric": bench.name, "value": q["fd"], "precision": q["precision"], "recall": q["recall"],
               "floor": fl, "num": q["num"], "ref_count": len(bench.reference), "seeds": f"0-{q['num'] - 1}",
               "step": q["step"], "nfe": a.nfe, "nfe_used": used, "features": a.features,

@@ -82,6 +82,17 @@ class Method:
         """What ``sample`` gets: the EMA weights by default."""
         return state.ema
 
+    nfe_unit: str | None = None  # what ``nfe`` counts when ``sample`` spends it as asked
+
+    def nfe_used(self, nfe=None) -> tuple[int, str]:
+        """(what ``sample(..., nfe=nfe)`` spends per sample, what that counts), so a CLI prints
+        the cost it really ran (``nfe`` None: ``config.sample.nfe``). By default the request as
+        is, counted in ``nfe_unit``; a sampler that spends other than asked overrides this."""
+        n = nfe or self.config.sample.nfe
+        if self.nfe_unit:
+            return n, self.nfe_unit
+        return n, f"(as requested; method {self.config.method!r} does not report its evaluations)"
+
     def host_step(self, step: int, state: TrainState, workdir: str):
         """Host-side hook, outside jit: the loop calls it with the state after ``step`` steps
         (at the stage's start or resume, then after every step, before that step's checkpoint).
@@ -158,6 +169,14 @@ def update_count(opt) -> jax.Array:
     """Updates applied so far to this net (the Adam count; skipped steps do not count)."""
     is_adam = lambda x: isinstance(x, optax.ScaleByAdamState)
     return next(s for s in jax.tree.leaves(opt, is_leaf=is_adam) if is_adam(s)).count
+
+
+def ode_nfe_used(nfe: int, solver: str) -> tuple[int, str]:
+    """``Method.nfe_used`` of an ODE sampler: Heun spends 2N - 1 calls on N steps (its last step
+    is Euler), so an even request runs one call less (10 -> 9); Euler grids spend it as asked."""
+    if solver == "heun":
+        return 2 * ((nfe + 1) // 2) - 1, "network evaluations (Heun: 2 per step, the last step Euler)"
+    return nfe, "network evaluations (Euler)"
 
 
 def finish_step(state: TrainState, metrics: dict) -> tuple[TrainState, dict]:

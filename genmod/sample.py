@@ -12,66 +12,8 @@ import sys
 
 import numpy as np
 
-from genmod.train import Sampler, load_workdir  # noqa: F401  (library; kept importable here)
-
-
-MAX_SEED = 2**32 - 1  # seeds become uint32 PRNG keys
-MAX_SEEDS = 2**31
-
-
-def parse_seeds(s: str) -> np.ndarray:
-    """'0-63' or '1,5,9' or '0-9,20-29'; ValueError (with the reason) for a malformed part, a
-    descending range, a seed outside 0..2**32-1 or more than 2**31 seeds."""
-    parts, count = [], 0
-    for part in s.split(","):
-        a, dash, b = part.strip().partition("-")
-        try:
-            lo, hi = int(a), int(b) if dash else int(a)
-        except ValueError:
-            raise ValueError(f"bad --seeds {s!r}: {part!r} is not N or A-B (seeds are >= 0)") from None
-        if hi < lo:
-            raise ValueError(f"bad --seeds {s!r}: the range {part!r} is descending")
-        if lo < 0 or hi > MAX_SEED:
-            raise ValueError(f"bad --seeds {s!r}: seeds are 0..{MAX_SEED}")
-        count += hi - lo + 1
-        if count > MAX_SEEDS:
-            raise ValueError(f"bad --seeds {s!r}: more than {MAX_SEEDS} seeds")
-        parts.append((lo, hi))
-    return np.concatenate([np.arange(lo, hi + 1, dtype=np.int64) for lo, hi in parts])
-
-
-def nfe_problem(nfe, method) -> str | None:
-    """Why ``--nfe`` is not usable for ``method`` (None: fine or not given). 0 means "no
-    steps" only where a method defines it (cdrl: no Langevin steps); elsewhere it would
-    silently become the default."""
-    from genmod.config_lib import NFE0_METHODS
-
-    if nfe is None:
-        return None
-    if nfe < 0 or (nfe == 0 and method not in NFE0_METHODS):
-        return f"--nfe must be >= 1{' (0: no Langevin steps)' if method in NFE0_METHODS else ''}, got {nfe}"
-    return None
-
-
-def nfe_used(config, nfe=None) -> tuple[int, str]:
-    """(network evaluations per sample that ``method.sample(..., nfe=nfe)`` spends, what they
-    count) for the packaged methods; ``nfe`` None means ``config.sample.nfe``. Heun solvers
-    spend 2N - 1 calls on N steps, so an even request runs one call less (``--nfe 10`` -> 9).
-    For a method this function does not know, the request is returned as is."""
-    get = lambda d, k, default=None: (d.get(k, default) if hasattr(d, "get") else default)  # noqa: E731
-    method = get(config, "method")
-    n = nfe or get(get(config, "sample", {}), "nfe", 0)
-    solver = {"edm": get(get(config, "edm", {}), "solver", "heun"), "fm": get(get(config, "fm", {}), "solver", "euler"),
-              "crossflow": get(get(config, "crossflow", {}), "solver", "crossflow")}.get(method)
-    if solver == "heun":
-        return 2 * ((n + 1) // 2) - 1, "network evaluations (Heun: 2 per step, the last step Euler)"
-    if method in ("edm", "fm", "crossflow"):
-        return n, "network evaluations (Euler)"
-    if method in ("cm", "dmd2", "fdistill", "disback"):
-        return n, "generator steps"
-    if method == "cdrl":
-        return (nfe if nfe is not None else n), "Langevin steps per noise level"
-    return n, f"(as requested; method {method!r} does not report its evaluations)"
+from genmod.train import MAX_SEEDS, Sampler, parse_seeds
+from genmod.train import load_workdir  # noqa: F401  (library; kept importable here)
 
 
 def available_memory() -> int:
@@ -87,28 +29,6 @@ def available_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (OSError, ValueError, AttributeError):
         return 1 << 62
-
-
-class SampleStream:
-    """Iterable of (seeds_chunk, uint8 NHWC images) in seed order, ``batch_size`` at a time
-    (the last chunk is padded to the compiled shape and cut back). The checkpoint is loaded
-    when iteration starts; ``.step`` then says which one."""
-
-    def __init__(self, workdir, seeds, batch_size, step=None, nfe=None):
-        self.workdir, self.seeds, self.batch_size, self.step, self.nfe = workdir, np.asarray(seeds), batch_size, step, nfe
-
-    def __iter__(self):
-        from genmod.writers import to_uint8
-
-        s = Sampler(self.workdir, self.step, self.nfe)
-        self.step = s.step
-        for i in range(0, len(self.seeds), self.batch_size):
-            chunk = self.seeds[i:i + self.batch_size]
-            padded = np.concatenate([chunk, np.full(self.batch_size - len(chunk), chunk[-1])])
-            yield chunk, to_uint8(s(padded)[: len(chunk)])
-
-
-iter_samples = SampleStream
 
 
 def main(argv=None) -> int:
@@ -159,17 +79,10 @@ def _main(a) -> int:
         seeds = None
     if not a.out.endswith(".npz"):
         raise _Usage("--out must end in .npz")
-    if not os.path.exists(os.path.join(a.workdir, "config.json")):
-        raise _Usage(f"no config.json in {a.workdir}: not a genmod workdir")
-    config_lib.trust_modules(*a.allow_module)
     try:
-        cfg = config_lib.read_workdir_config(a.workdir)
-        config_lib.check_modules(cfg, os.path.join(a.workdir, "config.json"))
+        cfg = config_lib.read_sampling_config(a.workdir, a.nfe, a.allow_module)
     except config_lib.ConfigError as e:
         raise _Usage(str(e)) from None
-    problem = nfe_problem(a.nfe, cfg.get("method"))
-    if problem:
-        raise _Usage(problem)
     n = len(seeds) if seeds is not None else num
     try:
         shape = tuple(int(v) for v in cfg["data"]["shape"])
@@ -195,12 +108,12 @@ def _main(a) -> int:
     from genmod import writers
     from genmod.checkpoint import CheckpointError
 
-    used, what = nfe_used(cfg, a.nfe)
-    asked = "" if a.nfe is None else f" (--nfe {a.nfe})" if a.nfe == used else f" (--nfe {a.nfe} asked)"
     try:
         s = Sampler(a.workdir, a.step, a.nfe)
     except (FileNotFoundError, config_lib.ConfigError, CheckpointError) as e:
         raise _Usage(str(e)) from None
+    used, what = s.nfe_used()
+    asked = "" if a.nfe is None else f" (--nfe {a.nfe})" if a.nfe == used else f" (--nfe {a.nfe} asked)"
     print(f"sampling {n} from {a.workdir} (step {s.step}): NFE {used}{asked}, {what}", flush=True)
     out, preview = None, []
     for i in range(0, n, a.batch):

@@ -9,7 +9,8 @@ from genmod import data
 
 
 class Teacher:
-    """``denoise(params, x, sigma, labels)`` -> D(x; sigma); ``params`` goes in ``frozen``."""
+    """``denoise(params, x, sigma, labels, dropout_key=None)`` -> D(x; sigma); ``params`` goes in
+    ``frozen``. A ``dropout_key`` runs the network in train mode (Diff-Instruct's teacher)."""
 
     def __init__(self, denoise: Callable, params, config=None):
         self.denoise, self.params, self.config = denoise, params, config
@@ -30,12 +31,18 @@ def load(teacher_cfg, data_cfg, net_cfg=None) -> Teacher:
         x = jnp.zeros((1,) + tuple(data_cfg.shape))
         labels = jnp.zeros((1, data_cfg.num_classes)) if data_cfg.num_classes else None
         params = jax.jit(D.init)(jax.random.PRNGKey(0), x, jnp.ones(1), labels)["params"]
-        return Teacher(lambda p, x, sigma, labels=None: D.apply({"params": p}, x, sigma, labels), params)
+
+        def denoise(p, x, sigma, labels=None, dropout_key=None):
+            if dropout_key is None:
+                return D.apply({"params": p}, x, sigma, labels)
+            return D.apply({"params": p}, x, sigma, labels, train=True, rngs={"dropout": dropout_key})
+
+        return Teacher(denoise, params)
     if wd == "analytic":
         mix = data.mixture_of(data_cfg.source)
         if mix is None:
             raise data.DataError(f"teacher 'analytic' needs a gmm:* data source, not {data_cfg.source!r}")
-        return Teacher(lambda params, x, sigma, labels=None: mix.denoiser(x, sigma), {})
+        return Teacher(lambda params, x, sigma, labels=None, dropout_key=None: mix.denoiser(x, sigma), {})
     if not wd or not os.path.exists(os.path.join(wd, "config.json")):
         raise FileNotFoundError(f"teacher workdir {wd!r} has no config.json: train the teacher first "
                                 f"(e.g. python -m genmod.launch --config edm_... --workdir {wd}) or set "
@@ -49,5 +56,9 @@ def load(teacher_cfg, data_cfg, net_cfg=None) -> Teacher:
     m = run.method
     if not hasattr(m, "denoiser"):
         raise ValueError(f"teacher {wd} (method {config.method!r}) has no denoiser")
-    return Teacher(lambda params, x, sigma, labels=None: m.denoiser(params, labels)(x, sigma),
-                   state.ema["net"], config)
+
+    def denoise(params, x, sigma, labels=None, dropout_key=None):
+        kw = {} if dropout_key is None else {"train": True, "dropout_key": dropout_key}
+        return m.denoiser(params, labels, **kw)(x, sigma)
+
+    return Teacher(denoise, state.ema["net"], config)

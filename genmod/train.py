@@ -264,17 +264,25 @@ def _remove_empty_dirs(path: str, top: str):
         path = os.path.dirname(path)
 
 
-def dry_run(config, workdir: str, force: bool = False, log=print) -> dict:
-    """Every start-up check of ``train`` without writing, locking or compiling anything: the
-    config against the devices and the workdir, the data opened and checked, the method built
-    (its teacher loaded) and its first stage's initial state traced (e.g. a teacher whose
-    network differs from ``config.net``). Returns {network: parameters} of that stage."""
+def _start(config, workdir: str, force: bool, log):
+    """(mesh, pipeline) after the checks ``train`` and ``dry_run`` share, in this order, so a
+    dry run fails exactly where the run would: the config against the devices and the workdir,
+    the data opened and checked; then the banner."""
     config_lib.validate(config, jax.device_count(), jax.process_count())
     config_lib.check_workdir(config, workdir, force)
     mesh = sharding.make_mesh(config.mesh)
     pipeline = data_lib.Pipeline(config.data, config.batch_size, sharding.batch_sharding(mesh), config.seed)
     check_data(pipeline, config, log)
     banner(config, workdir, mesh, pipeline, log)
+    return mesh, pipeline
+
+
+def dry_run(config, workdir: str, force: bool = False, log=print) -> dict:
+    """Every start-up check of ``train`` without writing, locking or compiling anything: the
+    config against the devices and the workdir, the data opened and checked, the method built
+    (its teacher loaded) and its first stage's initial state traced (e.g. a teacher whose
+    network differs from ``config.net``). Returns {network: parameters} of that stage."""
+    _, pipeline = _start(config, workdir, force, log)
     if config.get("teacher") is not None:
         log(f"teacher: {config.teacher.get('workdir')}")
     stage = get_method(config).stages()[0]
@@ -298,12 +306,7 @@ def train(config, workdir: str, *, stop_after: int | None = None, force: bool = 
     before is kept."""
     if jax.process_index() != 0:
         log = lambda *_: None  # noqa: E731  (one progress log per job)
-    config_lib.validate(config, jax.device_count(), jax.process_count())
-    config_lib.check_workdir(config, workdir, force)
-    mesh = sharding.make_mesh(config.mesh)
-    pipeline = data_lib.Pipeline(config.data, config.batch_size, sharding.batch_sharding(mesh), config.seed)
-    check_data(pipeline, config, log)
-    banner(config, workdir, mesh, pipeline, log)
+    mesh, pipeline = _start(config, workdir, force, log)
     is_main = jax.process_index() == 0
     started = [False]  # set once a step ran or a checkpoint was accepted in this call
     new_root, before = _missing_root(workdir), _snapshot(workdir)
@@ -509,7 +512,7 @@ class Sampler:
 
     def __init__(self, workdir: str, step: int | None = None, nfe: int | None = None):
         self.config, run, state, self.step = load_workdir(workdir, step)
-        self.run = run
+        self.run, self.nfe = run, nfe
         self.steps = sorted(int(d) for d in os.listdir(run.ckpt.dir) if d.isdigit())  # the stage's checkpoints
         self.params = run.method.sample_params(state)
         self.fn = jax.jit(lambda p, k, f: run.method.sample(p, k, f, nfe=nfe))
@@ -524,3 +527,51 @@ class Sampler:
         args = (self.params, seed_keys(seeds), self.run.frozen)
         exe = self.fn.lower(*args).compile()
         return lambda: np.asarray(exe(*args))
+
+    def nfe_used(self) -> tuple[int, str]:
+        """What one sample costs at this ``nfe`` and what that counts (``Method.nfe_used``)."""
+        return self.run.method.nfe_used(self.nfe)
+
+
+class SampleStream:
+    """Iterable of (seeds_chunk, uint8 NHWC images) in seed order, ``batch_size`` at a time
+    (the last chunk is padded to the compiled shape and cut back). The checkpoint is loaded
+    when iteration starts; ``.step`` then says which one."""
+
+    def __init__(self, workdir, seeds, batch_size, step=None, nfe=None):
+        self.workdir, self.seeds, self.batch_size, self.step, self.nfe = workdir, np.asarray(seeds), batch_size, step, nfe
+
+    def __iter__(self):
+        s = Sampler(self.workdir, self.step, self.nfe)
+        self.step = s.step
+        for i in range(0, len(self.seeds), self.batch_size):
+            chunk = self.seeds[i:i + self.batch_size]
+            padded = np.concatenate([chunk, np.full(self.batch_size - len(chunk), chunk[-1])])
+            yield chunk, writers.to_uint8(s(padded)[: len(chunk)])
+
+
+iter_samples = SampleStream
+
+MAX_SEED = 2**32 - 1  # seeds become uint32 PRNG keys (seed_keys)
+MAX_SEEDS = 2**31
+
+
+def parse_seeds(s: str) -> np.ndarray:
+    """'0-63' or '1,5,9' or '0-9,20-29'; ValueError (with the reason) for a malformed part, a
+    descending range, a seed outside 0..2**32-1 or more than 2**31 seeds."""
+    parts, count = [], 0
+    for part in s.split(","):
+        a, dash, b = part.strip().partition("-")
+        try:
+            lo, hi = int(a), int(b) if dash else int(a)
+        except ValueError:
+            raise ValueError(f"bad --seeds {s!r}: {part!r} is not N or A-B (seeds are >= 0)") from None
+        if hi < lo:
+            raise ValueError(f"bad --seeds {s!r}: the range {part!r} is descending")
+        if lo < 0 or hi > MAX_SEED:
+            raise ValueError(f"bad --seeds {s!r}: seeds are 0..{MAX_SEED}")
+        count += hi - lo + 1
+        if count > MAX_SEEDS:
+            raise ValueError(f"bad --seeds {s!r}: more than {MAX_SEEDS} seeds")
+        parts.append((lo, hi))
+    return np.concatenate([np.arange(lo, hi + 1, dtype=np.int64) for lo, hi in parts])

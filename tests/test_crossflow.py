@@ -12,7 +12,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from genmod import crossflow as cf, flow, sample, train
+from genmod import crossflow as cf, crossflow_sample, flow, sample, train
 from genmod.methods import crossflow
 from tests import helpers
 
@@ -203,7 +203,7 @@ def test_caption_to_image_guidance_and_latent_cli(tmp_path):
     # command line: interpolation keeps its endpoints; "three" + "eight" - "three" draws eights
     def cli(name, *args):
         out = tmp_path / f"{name}.png"
-        assert cf.main(["--workdir", str(tmp_path), "--num", "10", "--out", str(out), *args]) == 0
+        assert crossflow_sample.main(["--workdir", str(tmp_path), "--num", "10", "--out", str(out), *args]) == 0
         return np.load(tmp_path / f"{name}.npz")["samples"].astype(int)
 
     three, eight = cli("three", "--caption", "a handwritten three"), cli("eight", "--caption", "a handwritten eight")
@@ -214,7 +214,7 @@ def test_caption_to_image_guidance_and_latent_cli(tmp_path):
     pred = lambda u: clf.predict((u / 255 * 16).reshape(len(u), -1))
     print(f"CLI: three -> {pred(three)}, three + eight - three -> {pred(arith)}")
     assert (pred(arith) == 8).mean() >= 0.6 and (pred(three) == 3).mean() >= 0.6
-    assert cf.main(["--workdir", str(tmp_path / "nothing"), "--caption", "x", "--out", str(tmp_path / "x.png")]) == 2
+    assert crossflow_sample.main(["--workdir", str(tmp_path / "nothing"), "--caption", "x", "--out", str(tmp_path / "x.png")]) == 2
 
 
 @pytest.mark.slow

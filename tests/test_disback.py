@@ -223,3 +223,19 @@ def test_backtracking_vs_plain_distillation_at_equal_total_steps(ring_run, tmp_p
                                                                           for t in back})
     # measured: see docs/benchmarks.md
     assert back[n1 + budgets[-1]] < 0.05 and base[n1 + budgets[-1]] < 0.05
+
+
+def test_disback_cifar10_runs_diff_instructs_published_base():
+    """pkulwj1994/diff_instruct's CIFAR-10 command and loop: batch 128, Adam lr 1e-5 with betas
+    (0, 0.999), 1:1 updates without GAN, generator input sigma 1 (--init_sigma 1.0), train-mode
+    (dropout 0.13) networks, EDM networks with augment_dim 9."""
+    from genmod import config_lib
+
+    c = config_lib.load("disback_cifar10")
+    d = c.dmd2
+    assert (c.batch_size, d.loss, d.ttur, tuple(d.gen_sigmas), d.dropout) == (128, "vsd", 1, (1.0,), True)
+    assert (c.dmd2.gan_gen_weight, c.dmd2.gan_critic_weight, c.dmd2.reg_weight) == (0.0, 0.0, 0.0)
+    assert all((o.lr, o.b1, o.b2, o.clip, o.warmup_steps, o.warmup_img) == (1e-5, 0.0, 0.999, 0.0, 0, 0)
+               for o in (c.optim.gen, c.optim.fake))
+    assert (c.net.dropout, c.net.augment_dim, c.ema.halflife_img, c.ema.rampup) == (0.13, 9, 500_000.0, 0.05)
+    assert config_lib.load("dmd2_toy").dmd2.dropout is False  # off unless a config asks for it

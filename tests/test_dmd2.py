@@ -87,7 +87,8 @@ def test_ttur_phase_and_each_nets_warmup_survive_resume(tmp_path):
         # each net's lr warms up over its OWN update count (0, 1, 2, ... / 4), not the global step
         np.testing.assert_allclose([rows[s]["gen/lr"] for s in gen_steps], [0, lr / 4, lr / 2], rtol=1e-6)
         fake = [rows[s]["fake/lr"] for s in sorted(rows) if "fake/lr" in rows[s]]
-        np.testing.assert_allclose(fake, [0, lr / 4, lr / 2, 3 * lr / 4, lr, lr], rtol=1e-6)
+        lf = c.optim.fake.lr  # dmd2_toy: the generator's lr is 3x the critic's
+        np.testing.assert_allclose(fake, [0, lf / 4, lf / 2, 3 * lf / 4, lf, lf], rtol=1e-6)
 
 
 def test_reverse_kl_fdistill_is_dmd2_bit_for_bit():
@@ -142,10 +143,11 @@ def test_backward_simulation_inputs_are_the_inference_chain():
     assert not np.allclose(np.asarray(x_data)[s > 0], ref[s > 0], atol=1e-2)  # data noised to sigma_s instead
 
 
-def test_guidance_on_the_real_score_only():
+def test_guidance_on_the_real_score_only(monkeypatch):
     c = _config(data__num_classes=8)
     with c.unlocked():
         c.dmd2.real_guidance = 2.5
+    monkeypatch.setattr(dmd2, "teacher_label_dropout", lambda t, cfg: 0.1)  # as a label-dropout teacher records
     m = dmd2.Method(c)
     A = jax.random.normal(jax.random.PRNGKey(0), (8, 2))
     m.teacher.denoise = lambda p, x, s, labels=None: 0.5 * x + labels @ A  # labels 0 = unconditional
@@ -260,3 +262,79 @@ def test_regression_pairs_are_teacher_samples_and_the_term_fits_them():
         losses.append(float(loss))
     # measured: pseudo-Huber distance ~0.9 at the start (G ~ 0), ~0.05 after 300 steps (hidden (32, 32))
     assert np.mean(losses[-20:]) < 0.1 * np.mean(losses[:5]), (losses[:5], losses[-20:])
+
+
+def test_guidance_needs_a_teacher_trained_with_label_dropout(tmp_path, capsys):
+    """EDM's teachers never saw an all-zero label: guiding them is refused (one error line);
+    the teacher's recorded net.label_dropout decides."""
+    from genmod import launch, teacher as teacher_lib
+
+    msg = ("error: dmd2.real_guidance=2.0 needs a teacher trained with label dropout (its net.label_dropout > 0), "
+           "where an all-zero label is the unconditional score; this teacher (analytic) has none: use real_guidance=1")
+    argv = ["--config", "dmd2_toy", "--workdir", str(tmp_path / "g"), "--dry_run", "--config.data.num_classes=8",
+            "--config.dmd2.real_guidance=2.0"]
+    assert launch.main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == msg and not (tmp_path / "g").exists()
+    c = _config(data__num_classes=8)
+    recorded = lambda ld: teacher_lib.Teacher(None, {}, _config(net__label_dropout=ld))  # noqa: E731
+    assert [dmd2.teacher_label_dropout(recorded(ld), c) for ld in (0.0, 0.1)] == [0.0, 0.1]
+    assert dmd2.teacher_label_dropout(teacher_lib.Teacher(None, {}), c) == 0.0  # analytic: labels unused
+    with c.unlocked():
+        c.teacher.workdir, c.net.label_dropout = "init", 0.1  # init: built from this config's net
+    assert dmd2.teacher_label_dropout(teacher_lib.Teacher(None, {}), c) == 0.1
+
+
+def test_diff_instruct_dropout_runs_teacher_and_fake_with_the_same_masks():
+    """``dmd2.dropout``: G (its update), the fake score (both rules) and the teacher run in train
+    mode; the two score evaluations share one key, so a fake score equal to the teacher gives
+    exactly g = 0 (different masks would not)."""
+    c = _config(teacher__workdir="init", net__dropout=0.5)
+    with c.unlocked():
+        c.dmd2.loss, c.dmd2.dropout, c.dmd2.reg_weight = "vsd", True, 0.0  # Diff-Instruct: no regression, no GAN
+        c.dmd2.gan_gen_weight = c.dmd2.gan_critic_weight = 0.0
+    m = dmd2.Method(c)
+    b = _batches(1, 32)[0]
+    r = np.random.default_rng(0)  # the fake score = the teacher, its zero-init output layer made nonzero
+    p = jax.tree.map(lambda a: a + 0.3 * r.standard_normal(a.shape, np.float32), m.teacher.params)
+    m.frozen = {"teacher": p}
+    x, sig, k = b["x"], jnp.full((32,), 0.7), jax.random.PRNGKey(5)
+    g, _, _ = jax.jit(m.dm_grad)({"fake": p, "head": {}}, x, None, jax.random.PRNGKey(1), m.frozen, {}, dropout_key=k)
+    assert not np.asarray(g).any()
+
+    @jax.jit
+    def outs(p, frozen):  # fake and teacher with the shared key, teacher with another, fake in eval mode
+        return (m.fake(p, x, sig, None, dropout_key=k), m.target(frozen, x, sig, None, dropout_key=k),
+                m.target(frozen, x, sig, None, dropout_key=jax.random.PRNGKey(6)), m.fake(p, x, sig, None))
+    fake, teacher, other, ev = map(np.asarray, outs(p, m.frozen))
+    np.testing.assert_array_equal(teacher, fake)
+    assert not np.allclose(other, fake) and not np.allclose(ev, fake)
+    s, calls, apply_D = jax.eval_shape(m.init, jax.random.PRNGKey(0), b), [], m.apply_D
+
+    def spy(p, x, sigma, y, dropout_key=None, **kw):
+        calls.append(dropout_key is not None)
+        return apply_D(p, x, sigma, y, dropout_key, **kw)
+    m.apply_D = spy
+    for on in (True, False):  # which network evaluations of each rule run in train mode
+        with c.unlocked():
+            c.dmd2.dropout = on
+        calls.clear()
+        jax.eval_shape(m.gen_step, s, b, m.frozen)
+        jax.eval_shape(m.critic_step, s, b, m.frozen)
+        assert calls == [on, on, False, on], calls  # G, fake in g | G's samples for the critic, its DSM
+
+
+def test_iterations_are_counted_as_each_official_code_counts():
+    """FastGen (dmd2/fdistill CIFAR-10, fdistill ImageNet-64): one update per iteration, the
+    student's when iteration % 5 == 0; DMD2 (dmd2_imagenet64): a critic update every iteration
+    and a generator one every 5th; EMA betas per generator update follow."""
+    from genmod import config_lib
+    from types import SimpleNamespace
+
+    want = {"dmd2_cifar10": (20_000, 80_000, 0.9999 ** 5), "fdistill_cifar10": (20_000, 80_000, 0.9999 ** 5),
+            "fdistill_imagenet64": (120_000, 480_000, 0.9999 ** 5), "dmd2_imagenet64": (40_000, 200_000, 0.9999)}
+    for name, (n_gen, n_critic, beta) in want.items():
+        c = config_lib.load(name)
+        rules = [dmd2.Method.schedule(SimpleNamespace(c=c.dmd2), s) for s in range(c.total_steps)]
+        assert (rules.count("gen"), rules.count("critic")) == (n_gen, n_critic), name
+        assert abs(0.5 ** (c.batch_size / c.ema.halflife_img) - beta) < 1e-12, name
+    assert all(config_lib.load("fdistill_imagenet64").optim[n].warmup_steps == 0 for n in dmd2.NETS)

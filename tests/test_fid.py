@@ -201,7 +201,7 @@ def _cli_error(argv):
 def test_evaluate_ref_and_fid_cli(parity, tmp_path, monkeypatch, capsys):
     import json
 
-    from genmod import data, evaluate, sample
+    from genmod import data, evaluate, train
 
     w = parity["weights"]
     real = smooth_images(6, 16, 16, seed=5)
@@ -224,7 +224,7 @@ def test_evaluate_ref_and_fid_cli(parity, tmp_path, monkeypatch, capsys):
             chunk = np.asarray(seeds[i:i + batch_size])
             yield chunk, np.stack([smooth_images(1, size, size, seed=int(s))[0] for s in chunk])
 
-    monkeypatch.setattr(sample, "iter_samples", fake_iter)
+    monkeypatch.setattr(train, "iter_samples", fake_iter)
     seen = []  # the Fréchet distance itself is tested above; here only what reaches it (and
     # a 2048x2048 sqrtm per run would cost ~10 s of CI time)
     monkeypatch.setattr(fidlib, "frechet_distance", lambda *a: seen.append(a) or float(np.sum((a[0] - a[2]) ** 2)))
@@ -257,7 +257,7 @@ def test_evaluate_ref_and_fid_cli(parity, tmp_path, monkeypatch, capsys):
     # refusals: one line each, non-zero exit
     assert "at least 2" in _cli_error(args[:5] + ["--num", "1", "--weights", w])
     assert "exceeds" in _cli_error(args[:5] + ["--num", "11", "--seeds", "10-19", "--weights", w])
-    monkeypatch.setattr(sample, "iter_samples", lambda *a, **k: fake_iter(*a, **k, size=8))
+    monkeypatch.setattr(train, "iter_samples", lambda *a, **k: fake_iter(*a, **k, size=8))
     assert "resolution" in _cli_error(args)
     bad = dict(np.load(ref))
     bad["weights_sha256"] = np.asarray("0" * 64)

@@ -95,7 +95,7 @@ def test_dry_run_and_overrides(capsys):
     cfg = json.loads(out)
     assert rc == 0 and cfg["optim"]["net"]["lr"] == 3e-4 and cfg["data"]["flip"] is True
     assert cfg["net"]["channel_mult"] == [1, 2] and cfg["batch_size"] == 512
-    assert "[main] parameters: net 25.4M" in err and err.strip().endswith("all checks passed, nothing written")
+    assert "[main] parameters: net 25.5M" in err and err.strip().endswith("all checks passed, nothing written")
 
 
 def test_smoke_gets_its_own_workdir_and_dry_run_writes_nothing(tmp_path, capsys, monkeypatch):

@@ -4,6 +4,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 from genmod.sample import Sampler
 
@@ -34,6 +35,7 @@ def test_one_run_report(tmp_path):
     np.testing.assert_array_equal(s.compiled(np.arange(64))(), s(np.arange(64)))
 
 
+@pytest.mark.slow  # three benchmark invocations and a results run: the benchmark's plumbing, not a method
 def test_robustness_report_and_results_keep_its_section(tmp_path):
     import robustness
 

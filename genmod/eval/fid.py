@@ -116,6 +116,16 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def read_npz(path: str, what: str, error=ValueError, hint: str = "") -> dict:
+    """Every array of the npz at ``path`` (pickles refused: a file must not run code); a file
+    that cannot be read raises ``error`` with one line naming it, what it should be and ``hint``."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise error(f"{path}: cannot read {what} npz ({e}){hint}") from None
+
+
 def fid_from_stats(a: FeatureStats, b) -> float:
     """``b``: FeatureStats or a (mu, sigma) pair (e.g. loaded reference statistics)."""
     mu2, sigma2 = b.mu_sigma() if isinstance(b, FeatureStats) else b

@@ -28,6 +28,8 @@ import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from genmod.eval.fid import read_npz
+
 DEFAULT_WEIGHTS = os.path.join("checkpoints", "fid", "inception_fid.npz")
 WEIGHTS_ENV = "GENMOD_FID_WEIGHTS"
 CONVERT_CMD = ("python -m genmod.eval.convert pt_inception-2015-12-05-6726825d.pth "
@@ -74,14 +76,9 @@ class Conv(nn.Module):
         return y
 
 
-class BasicConv(nn.Module):
-    """torchvision BasicConv2d: conv (no bias) -> BatchNorm(eps=1e-3, inference) -> ReLU."""
-    features: int
-    kernel: tuple[int, int]
-    strides: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    precision: Any = "highest"
-    cpu_tricks: bool = False
+class BasicConv(Conv):
+    """torchvision BasicConv2d: conv (no bias) -> BatchNorm(eps=1e-3, inference) -> ReLU. It takes
+    ``Conv``'s fields (subclassed for them) and wraps a ``Conv`` named ``conv``, as torchvision."""
 
     @nn.compact
     def __call__(self, x):
@@ -120,14 +117,24 @@ def _max_pool_reduce(x, cpu_tricks=False):
     return nn.max_pool(x, (3, 3), (2, 2), padding="VALID")
 
 
-class InceptionA(nn.Module):  # FIDInceptionA
-    pool_features: int
+class _Block(nn.Module, kw_only=True):
+    """A block whose convolutions all share its ``precision`` and ``cpu_tricks`` (keyword-only,
+    so each block's own fields stay positional: ``InceptionA(32, precision=...)``)."""
     precision: Any = "highest"
     cpu_tricks: bool = False
 
+    @property
+    def conv(self):
+        """``BasicConv`` with this block's settings."""
+        return partial(BasicConv, precision=self.precision, cpu_tricks=self.cpu_tricks)
+
+
+class InceptionA(_Block):  # FIDInceptionA
+    pool_features: int
+
     @nn.compact
     def __call__(self, x):
-        C = partial(BasicConv, precision=self.precision, cpu_tricks=self.cpu_tricks)
+        C = self.conv
         b1 = C(64, (1, 1), name="branch1x1")(x)
         b5 = C(48, (1, 1), name="branch5x5_1")(x)
         b5 = C(64, (5, 5), padding=(2, 2), name="branch5x5_2")(b5)
@@ -138,13 +145,11 @@ class InceptionA(nn.Module):  # FIDInceptionA
         return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
-class InceptionB(nn.Module):  # torchvision InceptionB (Mixed_6a), unpatched
-    precision: Any = "highest"
-    cpu_tricks: bool = False
+class InceptionB(_Block):  # torchvision InceptionB (Mixed_6a), unpatched
 
     @nn.compact
     def __call__(self, x):
-        C = partial(BasicConv, precision=self.precision, cpu_tricks=self.cpu_tricks)
+        C = self.conv
         b3 = C(384, (3, 3), strides=(2, 2), name="branch3x3")(x)
         bd = C(64, (1, 1), name="branch3x3dbl_1")(x)
         bd = C(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
@@ -152,14 +157,12 @@ class InceptionB(nn.Module):  # torchvision InceptionB (Mixed_6a), unpatched
         return jnp.concatenate([b3, bd, _max_pool_reduce(x, self.cpu_tricks)], axis=-1)
 
 
-class InceptionC(nn.Module):  # FIDInceptionC
+class InceptionC(_Block):  # FIDInceptionC
     channels_7x7: int
-    precision: Any = "highest"
-    cpu_tricks: bool = False
 
     @nn.compact
     def __call__(self, x):
-        C = partial(BasicConv, precision=self.precision, cpu_tricks=self.cpu_tricks)
+        C = self.conv
         c7 = self.channels_7x7
         b1 = C(192, (1, 1), name="branch1x1")(x)
         b7 = C(c7, (1, 1), name="branch7x7_1")(x)
@@ -174,13 +177,11 @@ class InceptionC(nn.Module):  # FIDInceptionC
         return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
-class InceptionD(nn.Module):  # torchvision InceptionD (Mixed_7a), unpatched
-    precision: Any = "highest"
-    cpu_tricks: bool = False
+class InceptionD(_Block):  # torchvision InceptionD (Mixed_7a), unpatched
 
     @nn.compact
     def __call__(self, x):
-        C = partial(BasicConv, precision=self.precision, cpu_tricks=self.cpu_tricks)
+        C = self.conv
         b3 = C(192, (1, 1), name="branch3x3_1")(x)
         b3 = C(320, (3, 3), strides=(2, 2), name="branch3x3_2")(b3)
         b7 = C(192, (1, 1), name="branch7x7x3_1")(x)
@@ -190,14 +191,12 @@ class InceptionD(nn.Module):  # torchvision InceptionD (Mixed_7a), unpatched
         return jnp.concatenate([b3, b7, _max_pool_reduce(x, self.cpu_tricks)], axis=-1)
 
 
-class InceptionE(nn.Module):  # FIDInceptionE_1 (pool='avg') / FIDInceptionE_2 (pool='max')
+class InceptionE(_Block):  # FIDInceptionE_1 (pool='avg') / FIDInceptionE_2 (pool='max')
     pool: str
-    precision: Any = "highest"
-    cpu_tricks: bool = False
 
     @nn.compact
     def __call__(self, x):
-        C = partial(BasicConv, precision=self.precision, cpu_tricks=self.cpu_tricks)
+        C = self.conv
         b1 = C(320, (1, 1), name="branch1x1")(x)
         b3 = C(384, (1, 1), name="branch3x3_1")(x)
         b3 = jnp.concatenate([C(384, (1, 3), padding=(0, 1), name="branch3x3_2a")(b3),
@@ -211,15 +210,13 @@ class InceptionE(nn.Module):  # FIDInceptionE_1 (pool='avg') / FIDInceptionE_2 (
         return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
-class InceptionV3FID(nn.Module):
+class InceptionV3FID(_Block):
     """pytorch-fid ``InceptionV3([3])`` without its resize/normalise step: takes float NHWC
     in [-1, 1] (normally 299x299) and returns the (N, 2048) pool3 features."""
-    precision: Any = "highest"
-    cpu_tricks: bool = False
 
     @nn.compact
     def __call__(self, x):
-        C = partial(BasicConv, precision=self.precision, cpu_tricks=self.cpu_tricks)
+        C = self.conv
         p = dict(precision=self.precision, cpu_tricks=self.cpu_tricks)
         x = C(32, (3, 3), strides=(2, 2), name="Conv2d_1a_3x3")(x)
         x = C(32, (3, 3), name="Conv2d_2a_3x3")(x)
@@ -327,11 +324,7 @@ def load_variables(path: str | None = None):
                            f"pt_inception-2015-12-05-6726825d.pth (pytorch-fid release 'fid_weights', "
                            f"see docs/fid.md) and run: python -m genmod.eval.convert "
                            f"pt_inception-2015-12-05-6726825d.pth --out {path}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise WeightsError(f"{path}: cannot read FID weights npz ({e}); re-run: {CONVERT_CMD}") from None
+    arrays = read_npz(path, "FID weights", WeightsError, f"; re-run: {CONVERT_CMD}")
     flat = {k: v for k, v in arrays.items() if k.startswith(("params/", "batch_stats/"))}
     expected = {k: v for k, v in flatten(abstract_variables()).items()}
     missing = sorted(set(expected) - set(flat))

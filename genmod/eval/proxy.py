@@ -183,7 +183,8 @@ def workdir_quality(workdir: str, bench: Benchmark, nfe: int | None = None, step
                     seeds=None) -> dict:
     """Quality of a workdir's EMA samples (seeds 0.. as many as ``bench.floor_set``, drawn in
     one batch as benchmarks/results.py does): ``fd``, ``precision``, ``recall``, the checkpoint
-    ``step`` and the sample count ``num``. What ``python -m genmod.evaluate fd`` reports."""
+    ``step``, the sample count ``num`` and ``nfe_used`` (``Method.nfe_used``). What
+    ``python -m genmod.evaluate fd`` reports."""
     from genmod import writers
     from genmod.train import Sampler
 
@@ -192,7 +193,8 @@ def workdir_quality(workdir: str, bench: Benchmark, nfe: int | None = None, step
     x = s(seeds)
     if x.ndim != 4:
         raise ValueError(f"{workdir} samples {x.shape[1:]}, not images")
-    return {**quality(bench.reference, writers.to_uint8(x), bench.features), "step": s.step, "num": len(seeds)}
+    return {**quality(bench.reference, writers.to_uint8(x), bench.features), "step": s.step, "num": len(seeds),
+            "nfe_used": s.nfe_used()[0]}
 
 
 def floor(bench: Benchmark) -> dict:

@@ -213,6 +213,10 @@ class Method(method.Method):
         return method.finish_step(state, m)
 
     # -- sampling --------------------------------------------------------------------------
+    def nfe_used(self, nfe=None):
+        """0 is a request here (no Langevin steps: the initializer alone), not the default."""
+        return (self.config.sample.nfe if nfe is None else nfe), "Langevin steps per noise level"
+
     def sample_labels(self, keys):
         return method.sample_labels(keys, self.num_classes)
 

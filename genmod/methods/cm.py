@@ -89,6 +89,8 @@ def _bcast(v, x):
 
 
 class Method(method.Method):
+    nfe_unit = "generator steps"
+
     def __init__(self, config, frozen=None):
         super().__init__(config, frozen)
         c = config.cm

@@ -245,6 +245,9 @@ class Method(method.Method):
             x = flow.ode_sampler(v, z0, (n + 1) // 2 if cc.solver == "heun" else n, cc.solver)
         return x / cc.scale
 
+    def nfe_used(self, nfe=None):
+        return method.ode_nfe_used(nfe or self.config.sample.nfe, self.config.crossflow.solver)
+
     def generate(self, params, cond, keys, guidance=None, nfe=None):
         return self.decode(params, self.encode(params, cond, keys), guidance, nfe)
 

@@ -213,10 +213,10 @@ class Backtrack:
     def frozen_for(self, i, target):
         return {"teacher": self.teacher.params, "target": target, "target_index": np.int32(i)}
 
-    def target(self, frozen, x, sigma, labels):
+    def target(self, frozen, x, sigma, labels, dropout_key=None):
         if frozen["target"] is None:  # index 0: the teacher itself
-            return super().target(frozen, x, sigma, labels)
-        return self.fake(frozen["target"], x, sigma, labels)
+            return super().target(frozen, x, sigma, labels, dropout_key)
+        return self.fake(frozen["target"], x, sigma, labels, dropout_key=dropout_key)
 
     def host_step(self, step, state, workdir):
         """Load the scheduled target when it changes; nothing else keeps a path checkpoint."""
@@ -244,6 +244,8 @@ def make_stage(mixin, config, *args):
 
 
 class Method(method.Method):
+    nfe_unit = dmd2.Method.nfe_unit  # sampling is the last stage's: a dmd2 / fdistill generator
+
     def __init__(self, config, frozen=None):
         super().__init__(config, frozen)
         self.n1, self.n2, _ = stage_steps(config)

@@ -21,6 +21,13 @@ checkpointed state. Noise levels index DMD2's 1000-level ascending Karras grid.
   the generator's first sigma, computed in the step on the same z (cheap for the analytic toy
   teacher; DMD precomputes the pairs for images). It ties each noise to the mode the teacher
   sends it to, which the mode-seeking DM gradient and the GAN term alone do not (issue #16).
+* ``dropout``: Diff-Instruct's train-mode networks (its di_training_loop.py / di_loss.py
+  ``gloss``): dropout in G's forward in its update, in the fake score's DSM, and in both score
+  evaluations of the generator gradient with one shared key (DI replays the RNG state, so the
+  teacher and the fake score drop the same units). Off: every network runs in eval mode.
+* ``real_guidance`` != 1 needs a teacher trained with label dropout (its recorded
+  ``net.label_dropout`` > 0): only then is an all-zero label its unconditional score. EDM's
+  teachers (and genmod's edm configs) have none, so guiding them is refused.
 * K-step generator (``gen_steps``): sigmas at DMD2's indices range(999, 0, -1000/K);
   backward simulation trains step s on inputs made by running the current generator
   through steps 0..s-1 (no gradient), exactly as ``sample`` does at inference.
@@ -53,7 +60,8 @@ def defaults():
         gen_steps=1, gen_sigmas=(),            # K-step generator; () = DMD2's grid indices
         backsim=True,                          # K > 1: backward simulation
         gan_gen_weight=3e-3, gan_critic_weight=1e-2,
-        real_guidance=1.0,                     # CFG scale on the real score (1 = off)
+        real_guidance=1.0,                     # CFG scale on the real score (1 = off; needs label dropout)
+        dropout=False,                         # Diff-Instruct: G, teacher and fake in train mode
         init_from_teacher=True,                # gen and fake start as teacher copies
         reg_weight=0.0, reg_steps=18,          # DMD's regression to the teacher's ODE (0 = off)
         reg_huber_c=0.0,                       # its pseudo-Huber c; 0: iCT's 0.00054 sqrt(d)
@@ -98,6 +106,14 @@ def _bc(v, x):
     return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
 
 
+def teacher_label_dropout(teacher, config) -> float:
+    """The label dropout the teacher was trained with: its workdir's recorded ``net``
+    (``init``: this config's net; ``analytic``: none, it ignores labels)."""
+    if teacher.config is not None:
+        return float(teacher.config.net.get("label_dropout", 0.0))
+    return float(config.net.get("label_dropout", 0.0)) if config.teacher.workdir == "init" else 0.0
+
+
 class Method(method.Method):
     def __init__(self, config, frozen=None):
         super().__init__(config, frozen)
@@ -114,6 +130,10 @@ class Method(method.Method):
         self.txs, self.lrs = {n: o[0] for n, o in opt.items()}, {n: o[1] for n, o in opt.items()}
         self.teacher = teacher_lib.load(config.teacher, config.data, config.net)
         self.frozen = {"teacher": self.teacher.params}
+        if c.real_guidance != 1.0 and not teacher_label_dropout(self.teacher, config) > 0:
+            raise ValueError(f"dmd2.real_guidance={c.real_guidance} needs a teacher trained with label dropout "
+                             f"(its net.label_dropout > 0), where an all-zero label is the unconditional score; "
+                             f"this teacher ({config.teacher.workdir}) has none: use real_guidance=1")
         # ascending Karras grid, index 0 = sigma_min (DMD2's karras_sigmas, flipped)
         self.grid = np.asarray(edm.karras_sigmas(c.num_levels, c.sigma_min, c.sigma_max, c.rho)[:-1][::-1], np.float32)
         K = c.gen_steps
@@ -142,23 +162,34 @@ class Method(method.Method):
     def labels_like(self, n):
         return jnp.zeros((n, self.num_classes)) if self.num_classes else None
 
-    def gen(self, p, x, sigma, labels):
-        return self.D.apply({"params": p}, x, sigma, labels)
+    def apply_D(self, p, x, sigma, labels, dropout_key=None, **kw):
+        """D(x; sigma) of params ``p``; with ``dropout_key``, in train mode (dropout on)."""
+        if dropout_key is None:
+            return self.D.apply({"params": p}, x, sigma, labels, **kw)
+        return self.D.apply({"params": p}, x, sigma, labels, train=True, rngs={"dropout": dropout_key}, **kw)
 
-    def fake(self, p, x, sigma, labels, features=False):
-        return self.D.apply({"params": p}, x, sigma, labels, return_bottleneck=features)
+    def gen(self, p, x, sigma, labels, dropout_key=None):
+        return self.apply_D(p, x, sigma, labels, dropout_key)
 
-    def target(self, frozen, x, sigma, labels):
+    def fake(self, p, x, sigma, labels, features=False, dropout_key=None):
+        return self.apply_D(p, x, sigma, labels, dropout_key, return_bottleneck=features)
+
+    def drop_key(self, state, tag):
+        """The dropout key of ``dmd2.dropout`` runs (None: eval mode)."""
+        return state.key(tag) if self.c.get("dropout", False) else None
+
+    def target(self, frozen, x, sigma, labels, dropout_key=None):
         """The denoiser the generator is matched to: the teacher (DisBack: a path checkpoint)."""
-        return self.teacher.denoise(frozen["teacher"], x, sigma, labels)
+        kw = {} if dropout_key is None else {"dropout_key": dropout_key}
+        return self.teacher.denoise(frozen["teacher"], x, sigma, labels, **kw)
 
-    def real(self, frozen, x, sigma, labels):
+    def real(self, frozen, x, sigma, labels, dropout_key=None):
         """``target``, with classifier-free guidance D_u + w (D_c - D_u) when conditional."""
-        D = self.target(frozen, x, sigma, labels)
+        D = self.target(frozen, x, sigma, labels, dropout_key)
         w = self.c.real_guidance
         if labels is None or w == 1.0:
             return D
-        D_u = self.target(frozen, x, sigma, jnp.zeros_like(labels))
+        D_u = self.target(frozen, x, sigma, jnp.zeros_like(labels), dropout_key)
         return D_u + w * (D - D_u)
 
     def logit(self, p_fake, p_head, x, labels, key):
@@ -198,9 +229,9 @@ class Method(method.Method):
             sel = jnp.where(_bc(s == 0, z[0]), sig[0] * z[0], batch["x"] + _bc(sig[s], z[1]) * z[1])
         return sel, sig[s], labels
 
-    def generate(self, p_gen, key, batch):
+    def generate(self, p_gen, key, batch, dropout_key=None):
         x_in, sigma, labels = self.gen_inputs(p_gen, key, batch)
-        return self.gen(p_gen, x_in, sigma, labels), labels
+        return self.gen(p_gen, x_in, sigma, labels, dropout_key), labels
 
     def weight(self, p_head, feats, sigma, extra):
         """Per-sample generator weighting h (f-distill); DMD2: none."""
@@ -208,15 +239,16 @@ class Method(method.Method):
 
     dm_features = False  # f-distill reads the critic's features at x_t
 
-    def dm_grad(self, params, x, labels, key, frozen, extra):
+    def dm_grad(self, params, x, labels, key, frozen, extra, dropout_key=None):
         """g = nan_to_num(h (p_real - p_fake) / mean|p_real|) at x_t = x + sigma_t eps (vsd: no
-        normalisation; p_real - p_fake = D_fake - D_real either way)."""
+        normalisation; p_real - p_fake = D_fake - D_real either way). ``dropout_key``: both
+        scores in train mode with the same dropout masks (Diff-Instruct)."""
         x = sg(x)
         k_t, k_n = jax.random.split(key)
         sigma = self.sigma(k_t, x.shape[0], self.c.min_step, self.c.max_step)
         x_t = x + _bc(sigma, x) * jax.random.normal(k_n, x.shape)
-        p_real = x - self.real(frozen, x_t, sigma, labels)
-        out = self.fake(params["fake"], x_t, sigma, labels, features=self.dm_features)
+        p_real = x - self.real(frozen, x_t, sigma, labels, dropout_key)
+        out = self.fake(params["fake"], x_t, sigma, labels, features=self.dm_features, dropout_key=dropout_key)
         p_fake = x - (out[0] if self.dm_features else out)
         g = p_real - p_fake
         if self.loss == "dmd":
@@ -250,8 +282,8 @@ class Method(method.Method):
         k_gen, k_dm, k_gan, k_reg = (state.key(i) for i in range(4))
 
         def loss_fn(p_gen):
-            x, labels = self.generate(p_gen, k_gen, batch)
-            g, extra, m = self.dm_grad(P, x, labels, k_dm, frozen, state.extra)
+            x, labels = self.generate(p_gen, k_gen, batch, self.drop_key(state, 10))
+            g, extra, m = self.dm_grad(P, x, labels, k_dm, frozen, state.extra, self.drop_key(state, 11))
             l_dm = 0.5 * jnp.mean((x - sg(x - g)) ** 2)  # d/dx = g / numel
             m = {**m, "gen/dm_loss": l_dm}
             loss = l_dm
@@ -283,7 +315,7 @@ class Method(method.Method):
         gan = bool(c.gan_critic_weight) if gan is None else gan
 
         def loss_fn(q):
-            err = (self.fake(q["fake"], x_t, sigma, labels) - x) ** 2
+            err = (self.fake(q["fake"], x_t, sigma, labels, dropout_key=self.drop_key(state, 10)) - x) ** 2
             l_fake = jnp.mean(_bc(edm.loss_weight(sigma, c.sigma_data), err) * err)
             m = {"critic/fake_loss": l_fake}
             if not gan:
@@ -309,6 +341,8 @@ class Method(method.Method):
     def schedule(self, step):
         k = self.c.ttur
         return "gen" if step % (k + 1) == k else "critic"
+
+    nfe_unit = "generator steps"
 
     def sample(self, params, keys, frozen, nfe=None):
         """The first ``nfe`` (default all K) generator steps; x = G(x + sigma_j z_j, sigma_j),

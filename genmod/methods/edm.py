@@ -1,4 +1,9 @@
-"""EDM diffusion (Karras et al. 2022): the teacher of the distillation methods."""
+"""EDM diffusion (Karras et al. 2022): the teacher of the distillation methods.
+
+``edm.augment_p`` > 0 (absent = 0): EDM's non-leaky augmentation (``genmod.augment``, EDM's
+``--augment``) on each training batch, its 9 labels fed to the network (``net.augment_dim`` 9);
+sampling and teachers pass none (zeros), as EDM's sampler does.
+"""
 from __future__ import annotations
 
 
@@ -6,7 +11,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genmod import edm, method, nets
+from genmod import augment, config_lib, edm, method, nets
+
+AUGMENT_TAG = 0x617567  # state.key(AUGMENT_TAG): the augmentation's own stream
 
 
 def defaults():
@@ -25,6 +32,13 @@ class Method(method.Method):
         self.D = edm.make_precond(c.edm.get("precond", "edm"), nets.build(c.net, self.shape, self.num_classes),
                                   c.edm.sigma_data, **dict(c.edm.get("precond_kwargs") or {}))
         self.tx, self.lr = method.make_optimizer(c.optim.net, c.batch_size)
+        self.augment_p = c.edm.get("augment_p", 0.0)
+        if not isinstance(self.augment_p, (int, float)) or not 0 <= self.augment_p <= 1:
+            raise config_lib.ConfigError(f"edm.augment_p must be a probability in [0, 1], got {self.augment_p!r}")
+        if self.augment_p and c.net.get("augment_dim", 0) != augment.LABEL_DIM:
+            raise config_lib.ConfigError(f"edm.augment_p={self.augment_p} feeds {augment.LABEL_DIM} augmentation "
+                                         f"labels to the network: set net.augment_dim={augment.LABEL_DIM} (it is "
+                                         f"{c.net.get('augment_dim', 0)})")
 
     def init(self, rng, batch):
         x = batch["x"]
@@ -34,18 +48,22 @@ class Method(method.Method):
     def rules(self):
         return {"train": self.train_step}
 
-    def denoiser(self, params, labels=None, train=False, dropout_key=None):
+    def denoiser(self, params, labels=None, train=False, dropout_key=None, augment_labels=None):
         rngs = {"dropout": dropout_key} if train else {}
-        return lambda x, sigma: self.D.apply({"params": params}, x, sigma, labels, train=train, rngs=rngs)
+        kw = {} if augment_labels is None else {"augment_labels": augment_labels}
+        return lambda x, sigma: self.D.apply({"params": params}, x, sigma, labels, train=train, rngs=rngs, **kw)
 
     def train_step(self, state, batch, frozen):
         c = self.config
         k_loss, k_drop = jax.random.split(state.key())
         labels = method.onehot(batch, self.num_classes)
+        y, aug = batch["x"], None
+        if self.augment_p:
+            y, aug = augment.augment(state.key(AUGMENT_TAG), y, self.augment_p)
 
         def loss_fn(p):
-            D = self.denoiser(p, labels, train=True, dropout_key=k_drop)
-            return edm.edm_loss(D, batch["x"], k_loss, c.edm.P_mean, c.edm.P_std, c.edm.sigma_data).mean()
+            D = self.denoiser(p, labels, train=True, dropout_key=k_drop, augment_labels=aug)
+            return edm.edm_loss(D, y, k_loss, c.edm.P_mean, c.edm.P_std, c.edm.sigma_data).mean()
 
         loss, g = jax.value_and_grad(loss_fn)(state.params["net"])
         beta = method.ema_decay(state.step, c.batch_size, c.ema.halflife_img, c.ema.rampup)
@@ -54,6 +72,9 @@ class Method(method.Method):
 
     def sample_labels(self, keys):
         return method.sample_labels(keys, self.num_classes)
+
+    def nfe_used(self, nfe=None):
+        return method.ode_nfe_used(nfe or self.config.sample.nfe, self.config.edm.solver)
 
     def sample(self, params, keys, frozen, nfe=None):
         c = self.config

@@ -50,6 +50,9 @@ class Method(edm_method.Method):
         state, m = method.apply_update(state, "net", g, self.tx, self.lr, beta)
         return method.finish_step(state, {"train/loss": loss, **m})
 
+    def nfe_used(self, nfe=None):
+        return method.ode_nfe_used(nfe or self.config.sample.nfe, self.config.fm.solver)
+
     def sample(self, params, keys, frozen, nfe=None):
         c = self.config
         x0 = jax.vmap(lambda k: jax.random.normal(k, self.shape))(keys)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genmod.nets.unet import Conv2d, UNetBlock, _group_norm, dense, positional_freqs
+from genmod.nets.unet import Conv2d, UNetBlock, _group_norm, decoder_level, dense, positional_freqs
 
 _INIT = dict(init_mode="kaiming_uniform", init_weight=float(np.sqrt(1 / 3)), init_bias=float(np.sqrt(1 / 3)))
 
@@ -114,15 +114,9 @@ class DhariwalUNet(nn.Module):
         for level, mult in reversed(list(enumerate(self.channel_mult))):
             res = self.img_resolution >> level
             r = f"{res}x{res}"
-            if level == last:
-                x = block(cout, f"dec_{r}_in0", attention=True)(x, emb, train)
-                x = block(cout, f"dec_{r}_in1")(x, emb, train)
-            else:
-                x = block(cout, f"dec_{r}_up", up=True)(x, emb, train)
-            for idx in range(self.num_blocks + 1):
-                x = jnp.concatenate([x, skips.pop().astype(x.dtype)], axis=-1)
-                cout = mc * mult
-                x = block(cout, f"dec_{r}_block{idx}", attention=res in self.attn_resolutions)(x, emb, train)
+            x = decoder_level(block, x, emb, train, skips, r, level == last, cout, mc * mult, self.num_blocks,
+                              lambda idx: res in self.attn_resolutions)
+            cout = mc * mult
         assert not skips
         x = nn.silu(_group_norm(cout, 1e-5, dt, "out_norm")(x))
         out = Conv2d(self.out_channels, 3, dtype=dt, name="out_conv", init_mode="kaiming_uniform",

@@ -307,6 +307,21 @@ class UNetBlock(nn.Module):
 # The network.
 
 
+def decoder_level(block, x, emb, train, skips, r, bottom, cin, cout, num_blocks, attend):
+    """One decoder level of EDM's U-Nets, shared by SongUNet and ADM (they differ in which
+    blocks attend, ``attend(idx)``): two ``cin``-wide blocks at the bottom (the first attends),
+    elsewhere one up block, then ``num_blocks + 1`` blocks ``cout`` wide, each on a popped skip."""
+    if bottom:
+        x = block(cin, f"dec_{r}_in0", attention=True)(x, emb, train)
+        x = block(cin, f"dec_{r}_in1")(x, emb, train)
+    else:
+        x = block(cin, f"dec_{r}_up", up=True)(x, emb, train)
+    for idx in range(num_blocks + 1):
+        x = jnp.concatenate([x, skips.pop().astype(x.dtype)], axis=-1)
+        x = block(cout, f"dec_{r}_block{idx}", attention=attend(idx))(x, emb, train)
+    return x
+
+
 class SongUNet(nn.Module):
     """DDPM++ / NCSN++ U-Net (EDM's ``SongUNet``), NHWC.
 
@@ -447,16 +462,9 @@ class SongUNet(nn.Module):
         for level, mult in reversed(list(enumerate(self.channel_mult))):
             r = f"{self.img_resolution >> level}x{self.img_resolution >> level}"
             res = self.img_resolution >> level
-            if level == last:
-                x = block(cout, f"dec_{r}_in0", attention=True)(x, emb, train)
-                x = block(cout, f"dec_{r}_in1")(x, emb, train)
-            else:
-                x = block(cout, f"dec_{r}_up", up=True)(x, emb, train)
-            for idx in range(self.num_blocks + 1):
-                x = jnp.concatenate([x, skips.pop().astype(x.dtype)], axis=-1)
-                cout = mc * mult
-                attn = idx == self.num_blocks and res in self.attn_resolutions
-                x = block(cout, f"dec_{r}_block{idx}", attention=attn)(x, emb, train)
+            x = decoder_level(block, x, emb, train, skips, r, level == last, cout, mc * mult, self.num_blocks,
+                              lambda idx: idx == self.num_blocks and res in self.attn_resolutions)
+            cout = mc * mult
             if self.decoder_type == "skip" or level == 0:
                 if self.decoder_type == "skip" and level < last:
                     aux = upsample(aux, taps)  # EDM 'aux_up' (kernel 0: no parameters)
@@ -516,8 +524,8 @@ def params_from_torch_state_dict(state_dict) -> tuple[dict, np.ndarray | None]:
 # --------------------------------------------------------------------------------------
 # Presets (kwargs for SongUNet besides img_resolution / in_channels / out_channels /
 # label_dim). EDM's CIFAR-10 runs also set augment_dim=9 for its non-leaking augmentation
-# pipeline (default --augment=0.12); that adds a 9 x 128 bias-free ``map_augment`` layer
-# and is left out here because it only makes sense together with that pipeline.
+# pipeline (default --augment=0.12); that adds a 9 x 128 bias-free ``map_augment`` layer,
+# which the configs that run the pipeline (genmod.augment) add themselves (edm_cifar10).
 
 
 def ddpmpp_cifar10() -> dict:
