@@ -99,11 +99,27 @@ def current(res, root, extra=(), steps=None):
             config_lib.override(c, k, v)
         total = min(steps or c.total_steps, c.total_steps)
         run = run_of(m, mix.replace("random_", "random:"), int(seed[1:]), max(total // 10, 1), extra)
-        if ev.get("config_sha") == fingerprint(run, root, steps):
+        if ev.get("config_sha") == fingerprint(run, root, steps) or predates_new_keys(run, root, steps):
             keep[key] = ev
         else:
             stale.append(key)
     return keep, stale
+
+
+def predates_new_keys(run, root, steps=None):
+    """True when the run's recorded config.json differs from today's resolution only by keys added
+    since, which by genmod's rule for new keys (absent = the behaviour before the key) ran as their
+    defaults do: a new no-op option does not throw away finished runs."""
+    path = os.path.join(root, run.name, "config.json")
+    if not os.path.exists(path):
+        return False
+
+    def within(old, new):
+        if isinstance(old, dict) and isinstance(new, dict):
+            return all(k in new and within(v, new[k]) for k, v in old.items())
+        return old == new
+
+    return within(json.load(open(path)), json.loads(results.load_config(run, root, steps).to_json()))
 
 
 def references(mixture):

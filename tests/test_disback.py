@@ -143,7 +143,7 @@ def test_only_the_active_path_checkpoint_is_held(tmp_path):
     assert f0["target"] is None and int(f0["target_index"]) == 0  # the teacher itself
 
 
-@pytest.mark.parametrize("base", ["dmd2", "fdistill"])
+@pytest.mark.parametrize("base", ["dmd2", pytest.param("fdistill", marks=pytest.mark.slow)])
 def test_other_bases_plug_in(tmp_path, base):
     c = _tiny(total=16, base=base)
     train.train(c, str(tmp_path), log=lambda *_: None)

@@ -67,6 +67,7 @@ def test_each_rule_changes_only_its_own_networks():
         assert not same(k.params[n], s0.params[n]), n
 
 
+@pytest.mark.slow  # three trainings; resume exactness of multi-net methods is also test_loop's
 def test_ttur_phase_and_each_nets_warmup_survive_resume(tmp_path):
     c = _config(total_steps=9, log_every=1, ckpt_every=100)
     with c.unlocked():

@@ -33,6 +33,7 @@ def test_minibatch_classifier_on_an_npz_source(tmp_path):
     assert proxy.quality(a, noisy, f)["fd"] > 2 * proxy.quality(a, b, f)["fd"]  # measured 11.6 vs 4.6
 
 
+@pytest.mark.slow  # trains a run end to end; the FD itself is tested above in the fast set
 def test_fd_cli_reproduces_the_results_benchmark(tmp_path, capsys):
     """``python -m genmod.evaluate fd`` gives exactly the numbers benchmarks/results.py puts in
     docs/RESULTS.md (same library code: genmod.eval.proxy), here on an untrained quickstart:smoke

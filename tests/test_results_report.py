@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import results  # noqa: E402
 
 
+@pytest.mark.slow  # the benchmark's plumbing (a training, a report, a rerun): not a method's behaviour
 def test_one_run_report(tmp_path):
     out = tmp_path / "docs" / "RESULTS.md"
     argv = ["--only", "edm", "--steps", "20", "--num", "256", "--skip-throughput", "--root", str(tmp_path / "runs"),

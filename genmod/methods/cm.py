@@ -189,7 +189,7 @@ class Method(method.Method):
         else:
             if c.mode == "ct":
                 N = ct_N(state.step, cfg.total_steps, c.ct_s0, c.ct_s1)
-                mu = ct_mu(N, c.ct_s0, c.mu0, c.get("mu_rule", "code"))
+                mu = ct_mu(N, c.ct_s0, c.mu0, c.get("mu_rule", "paper"))  # absent: a workdir from before the key
             else:
                 N, mu = jnp.int32(c.cd_N), jnp.float32(c.target_mu)
             # mu = 0: the target is stop_gradient(theta) itself
