@@ -222,17 +222,11 @@ def main(argv=None) -> int:
     p.add_argument("pth", nargs="+", help="vgg16-397923af.pth and lpips's v0.1 vgg.pth")
     p.add_argument("--out", default=os.path.join("checkpoints", "lpips", "lpips_vgg.npz"))
     args = p.parse_args(argv)
-    missing = [x for x in args.pth if not os.path.exists(x)]
-    if missing:
-        print(f"error: {missing[0]} not found", file=sys.stderr)
-        return 2
-    try:
-        info = convert(args.pth, args.out)
-    except ImportError:
-        print("error: converting needs torch (CPU is enough): pip install torch", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - one clear line for any malformed input
-        print(f"error: {' + '.join(args.pth)}: {(str(e).splitlines() or [''])[0][:300]}", file=sys.stderr)
+    from genmod.eval.convert import run_converter  # the converters' shared one-line errors
+
+    info, err = run_converter(lambda out: convert(args.pth, out), args.pth, args.out)
+    if err:
+        print(err, file=sys.stderr)
         return 2
     print(f"wrote {info['out']} (weights sha256 {info['sha256']}); set --config.cm.lpips_weights={info['out']}")
     return 0

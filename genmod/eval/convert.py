@@ -125,22 +125,29 @@ def fetched_weights(log=None) -> str:
     return out
 
 
+def run_converter(convert_fn, paths, out):
+    """(info, None) from ``convert_fn(out)``, or (None, one error line) for a missing input, no
+    torch, or a malformed file: the converters' shared command-line contract."""
+    missing = [x for x in paths if not os.path.exists(x)]
+    if missing:
+        return None, f"error: {missing[0]} not found"
+    try:
+        return convert_fn(out), None
+    except ImportError:
+        return None, "error: converting needs torch (CPU is enough): pip install torch"
+    except Exception as e:  # noqa: BLE001 - one clear line for any malformed input
+        return None, f"error: {' + '.join(paths)}: {(str(e).splitlines() or [''])[0][:300]}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m genmod.eval.convert",
                                 description="Convert pytorch-fid's Inception .pth to genmod's npz.")
     p.add_argument("pth", help="pt_inception-2015-12-05-6726825d.pth")
     p.add_argument("--out", default=os.path.join("checkpoints", "fid", "inception_fid.npz"))
     args = p.parse_args(argv)
-    if not os.path.exists(args.pth):
-        print(f"error: {args.pth} not found", file=sys.stderr)
-        return 2
-    try:
-        info = convert(args.pth, args.out)
-    except ImportError:
-        print("error: converting needs torch (CPU is enough): pip install torch", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - one clear line for any malformed input
-        print(f"error: {args.pth}: {e}", file=sys.stderr)
+    info, err = run_converter(lambda out: convert(args.pth, out), [args.pth], args.out)
+    if err:
+        print(err, file=sys.stderr)
         return 2
     if not info["standard"]:
         print(f"warning: {args.pth} sha256 {info['source_sha256'][:12]} is not pytorch-fid's "
