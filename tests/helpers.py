@@ -42,3 +42,38 @@ def assert_trees_equal(a, b, atol=0.0):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         else:
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
+
+
+def trace_config(c, workdir):
+    """A smoke run's wiring checks without XLA compilation (seconds instead of a minute): the
+    start-up checks of ``train.dry_run``, then every stage's init, every rule its schedule uses
+    and the sampler traced with ``jax.eval_shape``; each rule must return a state of the same
+    structure, shapes and dtypes, and scalar metrics; later stages get zero states of the
+    earlier ones. Returns {stage: rule names scheduled}."""
+    import jax.numpy as jnp
+
+    from genmod import method, train
+
+    train.dry_run(c, workdir, log=lambda *_: None)
+    shape, B = tuple(c.data.shape), c.batch_size
+    batch = {"x": jnp.zeros((B,) + shape)}
+    if c.data.num_classes:
+        batch["label"] = jnp.zeros((B,), jnp.int32)
+    keys = train.seed_keys(range(4))
+    prior, used = {}, {}
+    for stage in method.get_method(c).stages():
+        m = stage.make(prior)
+        state = jax.eval_shape(lambda r: m.init(r, batch), jax.random.PRNGKey(c.seed))  # noqa: B023
+        rules = m.rules()
+        used[stage.name] = sorted({m.schedule(s) for s in range(stage.num_steps)})
+        assert set(used[stage.name]) <= set(rules), (stage.name, used[stage.name], list(rules))
+        for name in used[stage.name]:
+            new, metrics = jax.eval_shape(rules[name], state, batch, m.frozen)
+            assert jax.tree.structure(new) == jax.tree.structure(state), (stage.name, name)
+            for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(state)):
+                assert (a.shape, a.dtype) == (b.shape, b.dtype), (stage.name, name, a, b)
+            assert all(v.shape == () for v in jax.tree.leaves(metrics)), (stage.name, name, metrics)
+        x = jax.eval_shape(m.sample, m.sample_params(state), keys, m.frozen)
+        assert x.shape == (4,) + shape, (stage.name, x.shape)
+        prior[stage.name] = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state)
+    return used

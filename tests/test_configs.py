@@ -5,17 +5,20 @@ import pytest
 
 from genmod import config_lib, train
 
+from tests import helpers
+
 NAMES = config_lib.available()
 # Smoke runs whose compile takes most of a minute or more (distillation: three networks, two
 # rules; CDRL: two networks, Langevin chains): in the slow set (`python -m pytest tests -m slow`).
-SLOW_SMOKE = {"dmd2_imagenet64", "fdistill_imagenet64", "disback_imagenet64", "disback_cifar10", "dmd2_cifar10",
-              "fdistill_cifar10", "cdrl_cifar10", "dmd2_digits", "cdrl_digits",
-              # the fast set runs their network and method elsewhere (edm_cifar10's DDPM++, cd_cifar10's
-              # NCSN++, crossflow_captions' text path)
-              "fm_cifar10", "ct_cifar10", "crossflow_t2i",
-              # and these: edm_cifar10's step with augmentation in test_augment, cd_cifar10's NCSN++ in
-              # test_unet, crossflow_sr in test_crossflow, fdistill in test_dmd2, drl_toy's net in cdrl_toy
-              "edm_cifar10", "cd_cifar10", "crossflow_sr", "fdistill_toy", "drl_toy"}
+# One real run per network family and method left the fast set: ImageNet-64 DMD2, the
+# CIFAR-10 DisBack stages with dropout, the digits DMD2 student and CDRL.
+SLOW_SMOKE = {"dmd2_imagenet64", "disback_cifar10", "dmd2_digits", "cdrl_digits"}
+# The rest compile the same networks and methods as runs elsewhere (the fast set's smoke runs and
+# method tests, the slow runs above): traced, not compiled (tests/helpers.trace_config: every
+# stage's init, scheduled rules and sampler, shapes and dtypes checked), in seconds each.
+TRACED = {"fdistill_imagenet64", "disback_imagenet64", "dmd2_cifar10", "fdistill_cifar10", "cdrl_cifar10",
+          "fm_cifar10", "ct_cifar10", "crossflow_t2i", "edm_cifar10", "cd_cifar10", "crossflow_sr",
+          "fdistill_toy", "drl_toy", "meanflow_cifar10", "scm_cifar10"}
 # Smoke runs the fast set already makes end to end through the CLI: not run twice.
 COVERED = {"quickstart": "tests/test_launch.py::test_quickstart_smoke_end_to_end",
            "cm_cifar10": "tests/test_data.py::test_cm_cifar10_smoke_trains_from_official_archive"}
@@ -32,7 +35,7 @@ def test_config_documents_its_command(name):
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SMOKE else n
-                                  for n in NAMES if n not in COVERED])
+                                  for n in NAMES if n not in COVERED and n not in TRACED])
 def test_smoke_runs(tmp_path, name):
     c = config_lib.load(f"{name}:smoke")
     assert c.total_steps <= 10
@@ -40,6 +43,15 @@ def test_smoke_runs(tmp_path, name):
         c.not_a_key = 1  # locked
     assert train.train(c, str(tmp_path / name), log=lambda *_: None) == "done"
     assert os.path.isdir(tmp_path / name / "ckpt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TRACED & set(NAMES)))
+def test_smoke_configs_trace(tmp_path, name):
+    c = config_lib.load(f"{name}:smoke")
+    assert c.total_steps <= 10
+    used = helpers.trace_config(c, str(tmp_path / name))
+    assert all(used.values()) and not (tmp_path / name).exists()  # nothing written
 
 
 def test_published_settings():

@@ -77,6 +77,8 @@ def stage_steps(config):
         raise ValueError(f"unknown disback.base {d.base!r}; valid: {', '.join(BASES)}")
     if d.num_ckpts < 1 or d.record_every < 1 or d.fit_steps < 0:
         raise ValueError("disback: num_ckpts and record_every must be >= 1 and fit_steps >= 0")
+    if config.dmd2.get("reg_pool", 0):
+        raise ValueError("disback: dmd2.reg_pool is not supported (its stages swap frozen inputs); use 0")
     n1 = d.fit_steps + d.num_ckpts * d.record_every
     n2 = config.total_steps - n1
     switch = tuple(int(s) for s in (d.switch_at or [k * d.switch_every for k in range(1, d.num_ckpts)]))

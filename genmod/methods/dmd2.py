@@ -19,8 +19,10 @@ checkpointed state. Noise levels index DMD2's 1000-level ascending Karras grid.
 * ``reg_weight`` > 0: DMD (Yin et al. 2024a)'s regression term, reg_weight * mean d(G(sigma_0 z),
   ODE(sigma_0 z)), d = pseudo-Huber, ODE = the teacher's Heun sampler over ``reg_steps`` Karras steps from
   the generator's first sigma, computed in the step on the same z (cheap for the analytic toy
-  teacher; DMD precomputes the pairs for images). It ties each noise to the mode the teacher
-  sends it to, which the mode-seeking DM gradient and the GAN term alone do not (issue #16).
+  teacher), or, with ``reg_pool`` = N > 0, drawn from N pairs computed once before the first step
+  (DMD's precomputed noise-image pairs: a network teacher's ODE costs 2 reg_steps - 1 evaluations
+  per pair). It ties each noise to the mode the teacher sends it to, which the mode-seeking DM
+  gradient and the GAN term alone do not (issue #16).
 * ``dropout``: Diff-Instruct's train-mode networks (its di_training_loop.py / di_loss.py
   ``gloss``): dropout in G's forward in its update, in the fake score's DSM, and in both score
   evaluations of the generator gradient with one shared key (DI replays the RNG state, so the
@@ -65,6 +67,7 @@ def defaults():
         init_from_teacher=True,                # gen and fake start as teacher copies
         reg_weight=0.0, reg_steps=18,          # DMD's regression to the teacher's ODE (0 = off)
         reg_huber_c=0.0,                       # its pseudo-Huber c; 0: iCT's 0.00054 sqrt(d)
+        reg_pool=0,                            # > 0: DMD's precomputed pairs (this many), else fresh each step
     ))
 
 
@@ -259,15 +262,41 @@ class Method(method.Method):
         return jnp.nan_to_num(g), extra, m
 
     def reg_pair(self, key, batch, frozen):
-        """(generator input sigma_0 z, sigma, labels, y = teacher ODE(sigma_0 z)) on a fresh z."""
-        k_z, k_l = jax.random.split(key)
+        """(generator input sigma_0 z, sigma, labels, y = teacher ODE(sigma_0 z)): on a fresh z,
+        or B pairs drawn from the precomputed pool."""
         B, s0 = batch["x"].shape[0], self.gen_sigmas[0]
-        labels = (jax.nn.one_hot(jax.random.randint(k_l, (B,), 0, self.num_classes), self.num_classes)
+        if self.c.get("reg_pool", 0):
+            pool = frozen["reg_pool"]
+            i = jax.random.randint(key, (B,), 0, pool["z"].shape[0])
+            labels = pool["labels"][i] if self.num_classes else None
+            return s0 * pool["z"][i], jnp.full((B,), s0), labels, pool["y"][i]
+        z, labels, y = self.teacher_ode(key, B, frozen)
+        return s0 * z, jnp.full((B,), s0), labels, sg(y)
+
+    def teacher_ode(self, key, n, frozen):
+        """(z, labels, the teacher's Heun endpoint from sigma_0 z) for ``n`` fresh noises."""
+        k_z, k_l = jax.random.split(key)
+        labels = (jax.nn.one_hot(jax.random.randint(k_l, (n,), 0, self.num_classes), self.num_classes)
                   if self.num_classes else None)
-        z = jax.random.normal(k_z, (B,) + self.shape)
-        sig = edm.karras_sigmas(self.c.reg_steps, self.c.sigma_min, s0, self.c.rho)
-        D = lambda x, t: self.teacher.denoise(frozen["teacher"], x, jnp.full((B,), t), labels)  # noqa: E731
-        return s0 * z, jnp.full((B,), s0), labels, sg(edm.heun_sampler(D, z, sig))
+        z = jax.random.normal(k_z, (n,) + self.shape)
+        sig = edm.karras_sigmas(self.c.reg_steps, self.c.sigma_min, self.gen_sigmas[0], self.c.rho)
+        D = lambda x, t: self.teacher.denoise(frozen["teacher"], x, jnp.full((n,), t), labels)  # noqa: E731
+        return z, labels, edm.heun_sampler(D, z, sig)
+
+    def host_step(self, step, state, workdir):
+        """``reg_pool``: compute the pairs once per process (at the start or resume; seeded by
+        config.seed, so a resumed run draws the same pool)."""
+        n = self.c.get("reg_pool", 0)
+        if not n or "reg_pool" in self.frozen:
+            return None
+        chunk = 256
+        ode = jax.jit(lambda k, f: self.teacher_ode(k, chunk, f))
+        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 0x7e9)
+        parts = [ode(jax.random.fold_in(key, j), self.frozen) for j in range(-(-n // chunk))]
+        pool = {"z": jnp.concatenate([p[0] for p in parts])[:n], "y": jnp.concatenate([p[2] for p in parts])[:n]}
+        pool["labels"] = jnp.concatenate([p[1] for p in parts])[:n] if self.num_classes else jnp.zeros((n, 0))
+        self.frozen = {**self.frozen, "reg_pool": pool}
+        return self.frozen
 
     def regression(self, p_gen, key, batch, frozen):
         """DMD's regression loss, a distance (DMD: LPIPS; here iCT's pseudo-Huber on the whole
