@@ -10,13 +10,13 @@ from tests import helpers
 NAMES = config_lib.available()
 # Smoke runs whose compile takes most of a minute or more (distillation: three networks, two
 # rules; CDRL: two networks, Langevin chains): in the slow set (`python -m pytest tests -m slow`).
-# One real run per network family and method left the fast set: ImageNet-64 DMD2, the
-# CIFAR-10 DisBack stages with dropout, the digits DMD2 student and CDRL.
-SLOW_SMOKE = {"dmd2_imagenet64", "disback_cifar10", "dmd2_digits", "cdrl_digits"}
+# One real run per method family left the fast set: the CIFAR-10 DisBack stages with dropout,
+# the digits DMD2 student and CDRL (DMD2 on a full-size converted teacher: tests/test_convert.py).
+SLOW_SMOKE = {"disback_cifar10", "dmd2_digits", "cdrl_digits"}
 # The rest compile the same networks and methods as runs elsewhere (the fast set's smoke runs and
 # method tests, the slow runs above): traced, not compiled (tests/helpers.trace_config: every
 # stage's init, scheduled rules and sampler, shapes and dtypes checked), in seconds each.
-TRACED = {"fdistill_imagenet64", "disback_imagenet64", "dmd2_cifar10", "fdistill_cifar10", "cdrl_cifar10",
+TRACED = {"dmd2_imagenet64", "fdistill_imagenet64", "disback_imagenet64", "dmd2_cifar10", "fdistill_cifar10", "cdrl_cifar10",
           "fm_cifar10", "ct_cifar10", "crossflow_t2i", "edm_cifar10", "cd_cifar10", "crossflow_sr",
           "fdistill_toy", "drl_toy", "meanflow_cifar10", "scm_cifar10"}
 # Smoke runs the fast set already makes end to end through the CLI: not run twice.

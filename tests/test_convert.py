@@ -239,6 +239,5 @@ def test_distillation_smoke_run_from_an_imported_teacher(tmp_path, tmp_path_fact
     assert all(f"{k} {n}," in line for k in nets) and line.endswith(f", teacher {n} (frozen)"), line
     rows = [json.loads(line) for line in open(wd / "metrics.jsonl")]
     assert rows[-1]["step"] == 4 and all(np.isfinite(v) for r in rows for v in r.values())
-    assert sample.main(["--workdir", str(wd), "--num", "4", "--out", str(tmp_path / "s.npz")]) == 0
-    x = sample.Sampler(str(wd))(np.arange(4))
-    assert x.shape == (4, 8, 8, 3) and np.isfinite(x).all()
+    assert sample.main(["--workdir", str(wd), "--num", "4", "--out", str(tmp_path / "s.npz")]) == 0  # 2 if not finite
+    assert np.load(tmp_path / "s.npz")["samples"].shape == (4, 8, 8, 3)

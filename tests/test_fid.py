@@ -74,7 +74,9 @@ def test_features_match_pytorch_fid(parity):
 @pytest.mark.xdist_group("fid_parity")  # shares a module fixture: one worker computes it once
 def test_fid_of_inception_features_matches_pytorch_fid(parity):
     fs = parity["fid_score"]
-    t, j = parity["torch"][0], parity["jax"][0]
+    # the first 512 of the 2048 features: scipy's sqrtm of the rank-5 2048^2 product takes minutes
+    # on 2 cores in pytorch-fid's call (the formula at full rank: test_frechet_distance_equals_pytorch_fid)
+    t, j = parity["torch"][0][:, :512], parity["jax"][0][:, :512]
     ref = fs.calculate_frechet_distance(t[:6].mean(0), np.cov(t[:6], rowvar=False),
                                         t[6:].mean(0), np.cov(t[6:], rowvar=False))
     ours = fidlib.fid_from_stats(fidlib.stats_of(j[:6]), fidlib.stats_of(j[6:]))

@@ -1,0 +1,129 @@
+"""sCM: the JVP tangent against finite differences, the exact consistency function of the 2-D
+mixture as the tangent's fixed point, and short toy trainings (sCT, sCD from the exact teacher)."""
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genmod import sample, toy, train
+from genmod.methods import scm
+from tests import helpers
+
+MIX, SD = toy.GaussianMixture.ring(), 0.5
+
+
+def velocity(x, t):
+    """Exact TrigFlow PF-ODE dx_t/dt = (cos(t) x_t - D(x_t / cos t; sigma_d tan t)) / sin(t)."""
+    t = jnp.broadcast_to(t, x.shape[:1])
+    return (jnp.cos(t)[:, None] * x - MIX.denoiser(x / jnp.cos(t)[:, None], SD * jnp.tan(t))) / jnp.sin(t)[:, None]
+
+
+def f_exact(x, t, n=300, t_end=1e-3):
+    """Exact consistency function: RK4 on the PF-ODE from t down to t_end, then the exact denoiser."""
+    h = (t_end - t) / n
+
+    def step(x, i):
+        s, hh = t + i * h, h[:, None]
+        k1 = velocity(x, s)
+        k2 = velocity(x + hh / 2 * k1, s + h / 2)
+        k3 = velocity(x + hh / 2 * k2, s + h / 2)
+        k4 = velocity(x + hh * k3, s + h)
+        return x + hh / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
+
+    xe = jax.lax.scan(step, x, jnp.arange(n))[0]
+    return MIX.denoiser(xe / np.cos(t_end), jnp.full(x.shape[:1], SD * np.tan(t_end)))
+
+
+def test_exact_consistency_function_is_the_tangents_fixed_point():
+    """g = cos(t) df/dt vanishes for the exact consistency function (F from f = cos x - sin sigma_d F),
+    and is large for the one-step denoiser (the model that is not consistent)."""
+    with jax.enable_x64(True):
+        n = 32
+        x0 = jnp.asarray(MIX.sample_np(0, n)[0], jnp.float64)
+        z = SD * jax.random.normal(jax.random.PRNGKey(0), (n, 2), jnp.float64)
+        t = jnp.linspace(0.1, 1.4, n)
+        x = jnp.cos(t)[:, None] * x0 + jnp.sin(t)[:, None] * z
+        dxdt = velocity(x, t)
+        F_of = lambda f: (lambda x, t: (jnp.cos(t)[:, None] * x - f(x, t)) / (SD * jnp.sin(t)[:, None]))
+        F, g = scm.scm_tangent(F_of(f_exact), x, t, dxdt, SD)
+        scale = float(jnp.abs(jnp.cos(t)[:, None] ** 2 * (SD * F - dxdt)).max())  # one term of g alone
+        assert scale > 0.1 and float(jnp.abs(g).max()) < 1e-6 * scale
+        _, g_den = scm.scm_tangent(F_of(lambda x, t: MIX.denoiser(x / jnp.cos(t)[:, None], SD * jnp.tan(t))),
+                                   x, t, dxdt, SD)
+        assert float(jnp.abs(g_den).max()) > 0.3
+
+
+def test_jvp_tangent_is_cos_t_times_the_finite_difference_of_f():
+    c = helpers.config("scm_toy")
+    m = scm.Method(c)
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    n = 64
+    x = jax.random.normal(k[0], (n, 2))
+    t = jax.random.uniform(k[1], (n,), minval=0.2, maxval=1.4)
+    dxdt = jax.random.normal(k[2], (n, 2))
+    p = m.model.init(k[3], x, t)["params"]
+    p = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(k[4], a.shape), p)  # non-zero output layer
+    F = lambda x, t: m.F_fn(p)(x, t)[0]
+    f = lambda x, t: scm.consistency_fn(F(x, t), x, t, SD)
+    _, g = scm.scm_tangent(F, x, t, dxdt, SD)
+    eps = 1e-3
+    fd = jnp.cos(t)[:, None] * (f(x + eps * dxdt, t + eps) - f(x - eps * dxdt, t - eps)) / (2 * eps)
+    scale = float(jnp.abs(fd).max())
+    assert scale > 0.5
+    np.testing.assert_allclose(np.asarray(g), np.asarray(fd), atol=0.01 * scale)
+    wrong = jnp.cos(t)[:, None] * (f(x, t + eps) - f(x, t - eps)) / (2 * eps)  # no x tangent
+    assert float(jnp.abs(wrong - fd).max()) > 0.2 * scale
+    # tangent normalisation: g / (||g|| + c) per sample
+    gn = scm.normalize_tangent(g, 0.1)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(gn), axis=1),
+                               np.linalg.norm(np.asarray(g), axis=1) / (np.linalg.norm(np.asarray(g), axis=1) + 0.1),
+                               rtol=1e-5)
+
+
+def test_trigflow_matches_edm_preconditioning():
+    """The backbone's output is -F, so an EDM backbone with c_noise=edm is the same denoiser."""
+    from genmod import edm, nets
+
+    c = helpers.config("scm_toy")
+    net = nets.build(c.net, (2,))
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 2))
+    t = jnp.linspace(0.1, 1.5, 16)
+    D = edm.EDMPrecond(net, SD)
+    p = D.init(jax.random.PRNGKey(1), x, jnp.ones(16))["params"]
+    p = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(2), a.shape), p)
+    tf = scm.TrigFlow(net, SD, "edm")
+    q = tf.init(jax.random.PRNGKey(3), x, t)["params"]
+    F, _ = tf.apply({"params": {**q, "net": p["net"]}}, x, t)
+    f = scm.consistency_fn(F, x, t, SD)
+    ref = D.apply({"params": p}, x / jnp.cos(t)[:, None], SD * jnp.tan(t))
+    np.testing.assert_allclose(np.asarray(f), np.asarray(ref), rtol=1e-4, atol=1e-5)
+
+
+def _train(steps, **kw):
+    wd = tempfile.mkdtemp()
+    c = helpers.config("scm_toy", total_steps=steps, ckpt_every=steps, log_every=steps, sample_every=0,
+                       num_preview=0, keep=5, mesh={"data": 1}, **kw)
+    with c.unlocked():
+        c.scm.warmup_steps = steps // 3
+    train.train(c, wd, stop_after=1, log=lambda *_: None)  # step 1: the untrained baseline
+    train.train(c, wd, log=lambda *_: None)
+    ref = MIX.sample_np(123, 1000)[0]
+    return lambda step, nfe: toy.energy_distance(sample.Sampler(wd, step=step, nfe=nfe)(np.arange(1000)), ref)
+
+
+@pytest.mark.slow
+def test_sct_learns_one_step_sampling():
+    ed = _train(1000)
+    untrained, one, two = ed(1, 1), ed(None, 1), ed(None, 2)
+    print(f"sCT energy distance: untrained {untrained:.4f}, 1-step {one:.4f}, 2-step {two:.4f}")
+    assert one < untrained / 4 and two < untrained / 4
+
+
+@pytest.mark.slow
+def test_scd_from_exact_teacher_learns_one_step_sampling():
+    ed = _train(1000, scm__mode="scd", teacher={"workdir": "analytic", "step": 0})
+    untrained, one, two = ed(1, 1), ed(None, 1), ed(None, 2)
+    print(f"sCD energy distance: untrained {untrained:.4f}, 1-step {one:.4f}, 2-step {two:.4f}")
+    assert one < untrained / 4 and two < untrained / 4
