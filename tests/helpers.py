@@ -77,3 +77,20 @@ def trace_config(c, workdir):
         assert x.shape == (4,) + shape, (stage.name, x.shape)
         prior[stage.name] = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state)
     return used
+
+
+def rk4(velocity, x, t, t_end, n):
+    """x at t_end from x at t (per-sample arrays t, t_end) by n classic RK4 steps of dx/dt = velocity(x, t)."""
+    import jax.numpy as jnp
+
+    h = (t_end - t) / n
+
+    def step(x, i):
+        s, hh = t + i * h, h[:, None]
+        k1 = velocity(x, s)
+        k2 = velocity(x + hh / 2 * k1, s + h / 2)
+        k3 = velocity(x + hh / 2 * k2, s + h / 2)
+        k4 = velocity(x + hh * k3, s + h)
+        return x + hh / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
+
+    return jax.lax.scan(step, x, jnp.arange(n))[0]

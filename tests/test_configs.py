@@ -18,7 +18,9 @@ SLOW_SMOKE = {"disback_cifar10", "dmd2_digits", "cdrl_digits"}
 # stage's init, scheduled rules and sampler, shapes and dtypes checked), in seconds each.
 TRACED = {"dmd2_imagenet64", "fdistill_imagenet64", "disback_imagenet64", "dmd2_cifar10", "fdistill_cifar10", "cdrl_cifar10",
           "fm_cifar10", "ct_cifar10", "crossflow_t2i", "edm_cifar10", "cd_cifar10", "crossflow_sr",
-          "fdistill_toy", "drl_toy", "meanflow_cifar10", "scm_cifar10"}
+          "fdistill_toy", "drl_toy", "meanflow_cifar10", "scm_cifar10",
+          # the U-Net + JVP paths of meanflow/scm_digits (their toys are smoke-run in the fast set)
+          "meanflow_digits", "scm_digits"}
 # Smoke runs the fast set already makes end to end through the CLI: not run twice.
 COVERED = {"quickstart": "tests/test_launch.py::test_quickstart_smoke_end_to_end",
            "cm_cifar10": "tests/test_data.py::test_cm_cifar10_smoke_trains_from_official_archive"}

@@ -22,17 +22,7 @@ def v_exact(z, t):
 
 def u_exact(z, r, t, n=200):
     """Average velocity (z_t - z_r) / (t - r), z_r by RK4 on the exact velocity from t down to r."""
-    h = (r - t) / n
-
-    def step(z, i):
-        s, hh = t + i * h, h[:, None]
-        k1 = v_exact(z, s)
-        k2 = v_exact(z + hh / 2 * k1, s + h / 2)
-        k3 = v_exact(z + hh / 2 * k2, s + h / 2)
-        k4 = v_exact(z + hh * k3, s + h)
-        return z + hh / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
-
-    return (z - jax.lax.scan(step, z, jnp.arange(n))[0]) / (t - r)[:, None]
+    return (z - helpers.rk4(v_exact, z, t, r, n)) / (t - r)[:, None]
 
 
 def test_exact_average_velocity_satisfies_the_meanflow_identity():

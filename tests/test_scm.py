@@ -22,17 +22,7 @@ def velocity(x, t):
 
 def f_exact(x, t, n=300, t_end=1e-3):
     """Exact consistency function: RK4 on the PF-ODE from t down to t_end, then the exact denoiser."""
-    h = (t_end - t) / n
-
-    def step(x, i):
-        s, hh = t + i * h, h[:, None]
-        k1 = velocity(x, s)
-        k2 = velocity(x + hh / 2 * k1, s + h / 2)
-        k3 = velocity(x + hh / 2 * k2, s + h / 2)
-        k4 = velocity(x + hh * k3, s + h)
-        return x + hh / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
-
-    xe = jax.lax.scan(step, x, jnp.arange(n))[0]
+    xe = helpers.rk4(velocity, x, t, jnp.full_like(t, t_end), n)
     return MIX.denoiser(xe / np.cos(t_end), jnp.full(x.shape[:1], SD * np.tan(t_end)))
 
 
