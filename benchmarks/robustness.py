@@ -55,6 +55,9 @@ METHODS = [
     Method("dmd2", "dmd2_toy", (1,)),
     *[Method(f"fdistill_{f}", "fdistill_toy", (1,), (("fdistill.f", f),)) for f in ("rkl", "kl", "js")],
     Method("disback", "disback_toy", (1,)),
+    Method("meanflow", "meanflow_toy", (1, 2)),
+    Method("sct", "scm_toy", (1, 2)),
+    Method("scd", "scm_toy:scd", (1, 2)),
     Method("cdrl", "cdrl_toy", (1,), few_step=False),
 ]
 MIXTURES = ["ring", "grid"] + [f"random:{i}" for i in range(8)]
