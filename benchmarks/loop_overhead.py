@@ -24,7 +24,7 @@ def bare(config, steps):
     mesh = sharding.make_mesh(config.mesh)
     pipe = data.Pipeline(config.data, config.batch_size, sharding.batch_sharding(mesh), config.seed)
     run = next(train.iter_stages(config, tempfile.mkdtemp(), mesh, pipe.spec()))
-    state, _, _ = run.load()
+    state = run.load()[0]
     rule = jax.jit(run.method.rules()[run.method.schedule(0)], donate_argnums=0)
     batch = pipe.batch(0)
     state, m = rule(state, batch, run.frozen)

@@ -216,6 +216,10 @@ def throughput(runs, root):
         import torch  # noqa: F401
 
         jobs.append(["benchmarks/inception_throughput.py", "--num", "64", "--repeats", "3"])
+        if os.path.isdir(os.path.join(os.path.dirname(ROOT), "shared", "peers", "edm")):  # NVlabs/edm, same net
+            jobs += [["benchmarks/peer_edm.py", "--rounds", "1"],
+                     ["benchmarks/peer_edm.py", "--res", "8", "--ch", "32", "--mult", "1,2", "--blocks", "1",
+                      "--attn", "4", "--batch", "64", "--steps", "10", "--rounds", "2"]]
     except ImportError:
         pass
     out = []

@@ -125,6 +125,21 @@ def predates_new_keys(run, root, steps=None):
     return within(json.load(open(path)), json.loads(results.load_config(run, root, steps).to_json()))
 
 
+def save_run(store, name, ev):
+    """Adds one run to the store under a lock, merged with what other processes (a study split over
+    several cores) wrote meanwhile; atomic replace. Returns the merged runs."""
+    import fcntl
+
+    with open(store + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = json.load(open(store))["runs"] if os.path.exists(store) else {}
+        runs[name] = ev
+        with open(store + ".tmp", "w") as f:
+            json.dump({"runs": runs}, f)
+        os.replace(store + ".tmp", store)
+    return runs
+
+
 def references(mixture):
     """(mixture, 4,000 reference points, real-vs-real floor, exact Heun-35 energy), cached."""
     import jax
@@ -307,8 +322,7 @@ def main(argv=None):
                 log("  " + "; ".join(f"nfe {r['nfe']}: energy {r['energy']:.4f} ({r['energy'] / ev['heun35']:.2f}x "
                                      f"Heun-35), modes {sum(r['recall'])}/{len(r['recall'])}, off {r['off_mode']:.3f}"
                                      for r in ev["rows"]) + f"; last5 {np.round(ev['last5'], 4).tolist()}")
-                with open(store, "w") as f:  # after every run: an interrupted study keeps what it has
-                    json.dump({"runs": res}, f)
+                res = save_run(store, run.name, ev)  # after every run: an interrupted study keeps what it has
     res, stale = current(res, a.root, extra, a.steps)
     if stale:
         log(f"not reported (their config changed since; rerun them): {', '.join(sorted(stale))}")

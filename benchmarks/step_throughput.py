@@ -38,7 +38,7 @@ def main():
     mesh = sharding.make_mesh(c.mesh)
     pipe = data.Pipeline(c.data, c.batch_size, sharding.batch_sharding(mesh), c.seed)
     run = next(train.iter_stages(c, tempfile.mkdtemp(), mesh, pipe.spec()))
-    state, _, _ = run.load()
+    state = run.load()[0]
     batch = pipe.batch(0)
     print(f"config={a.config} method={c.method} batch={c.batch_size} device={jax.devices()[0].device_kind} "
           f"x{jax.device_count()}")

@@ -14,8 +14,10 @@ On the equal-weight ring JS gains nothing: 1-step energy distance 0.0105 after 1
 (``dmd2_toy``: 0.0055; untrained 0.575), measured before issue #16's settings, which it inherits
 from ``dmd2_toy`` (regression term, TTUR 1); with them (an earlier squared-error variant,
 weight 1, TTUR 5) JS on gmm:random:0 went from 8.5x to 4.6x the exact Heun-35 energy, 5 -> 7/10
-modes. With today's settings (benchmarks/robustness.py, seed 0, 4,000 samples): ring 1.39x,
-grid 0.71x, random:0 0.66x (10/10 modes, 4.4% off-mode), random:1 1.47x with its 2% mode lost.
+modes. With today's settings (benchmarks/robustness.py, seed 0, 4,000 samples, docs/RESULTS.md):
+every mode on the ring, the grid and gmm:random:0..7, 0.48-1.31x the exact Heun-35 sampler's
+energy, off-mode <= 4.5%, final checkpoint <= 1.14x the best of the last five (1.27x before
+``dmd2_toy``'s generator cool-down).
 """
 from genmod import config_lib
 from genmod.methods import fdistill

@@ -33,7 +33,7 @@ def base() -> ConfigDict:
                              flip=False, num_classes=0, size=65536))
     c.net = ConfigDict(dict(arch="mlp"))
     c.optim = ConfigDict(dict(net=dict(name="adam", lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, warmup_img=0, warmup_steps=0,
-                                       clip=0.0, weight_decay=0.0)))
+                                       cooldown_frac=0.0, clip=0.0, weight_decay=0.0)))
     c.ema = ConfigDict(dict(halflife_img=500_000.0, rampup=0.05))
     c.mesh = ConfigDict(dict(data=-1, fsdp=1))
     # FSDP (when mesh.fsdp > 1): leaves >= fsdp_min_size are sharded on their largest divisible
@@ -369,7 +369,8 @@ def validate(config: ConfigDict, num_devices: int | None = None, num_processes: 
         checks = (("lr", lambda v: v >= 0, ">= 0"), ("b1", lambda v: 0 <= v < 1, "in [0, 1)"),
                   ("b2", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: v > 0, "> 0"),
                   ("clip", lambda v: v >= 0, ">= 0"), ("weight_decay", lambda v: v >= 0, ">= 0"),
-                  ("warmup_img", lambda v: v >= 0, ">= 0"), ("warmup_steps", lambda v: v >= 0, ">= 0"))
+                  ("warmup_img", lambda v: v >= 0, ">= 0"), ("warmup_steps", lambda v: v >= 0, ">= 0"),
+                  ("cooldown_frac", lambda v: 0 <= v < 1, "in [0, 1)"))
         for k, ok, what in checks:
             if k in o and o[k] is not None and (not _is_num(o[k]) or o[k] != o[k] or abs(o[k]) == float("inf")
                                                   or not ok(o[k])):

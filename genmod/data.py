@@ -470,20 +470,27 @@ class Pipeline:
     def batch(self, step: int) -> dict:
         if self.sharding is None:
             return self.host_batch(step, np.arange(self.batch_size))
-        spec = self.spec()
-        # Rows held by this process's devices: load just those, once.
-        idx_map = self.sharding.addressable_devices_indices_map(spec["x"].shape)
-        rows = np.unique(np.concatenate([np.arange(self.batch_size)[i[0]] for i in idx_map.values()]))
-        local = self.host_batch(step, rows)
-        where = {r: j for j, r in enumerate(rows)}
+        spec, rows, pick = self._layout()
+        local = self.host_batch(step, rows)  # the rows this process's devices hold, loaded once
 
         def make(k):
-            def cb(index):
-                sel = np.arange(self.batch_size)[index[0]]
-                return local[k][[where[r] for r in sel]]
-            return jax.make_array_from_callback(spec[k].shape, self.sharding, cb)
+            return jax.make_array_from_callback(spec[k].shape, self.sharding,
+                                                lambda index: local[k][pick[index[0].indices(self.batch_size)]])
 
         return {k: make(k) for k in spec}
+
+    def _layout(self):
+        """(spec, rows this process loads, device slice -> positions in them): fixed for the run,
+        so computed once (the loop calls ``batch`` every step, on the prefetch thread)."""
+        if getattr(self, "_lay", None) is None:
+            spec = self.spec()
+            idx_map = self.sharding.addressable_devices_indices_map(spec["x"].shape)
+            rows = np.unique(np.concatenate([np.arange(self.batch_size)[i[0]] for i in idx_map.values()]))
+            where = np.full(self.batch_size, -1)
+            where[rows] = np.arange(len(rows))
+            pick = {i[0].indices(self.batch_size): where[np.arange(self.batch_size)[i[0]]] for i in idx_map.values()}
+            self._lay = spec, rows, pick
+        return self._lay
 
 
 class Prefetch:

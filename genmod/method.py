@@ -121,12 +121,22 @@ def get_method(config, frozen=None) -> Method:
 
 
 # -- helpers shared by methods ----------------------------------------------------------------
-def make_optimizer(cfg, batch_size: int):
+def make_optimizer(cfg, batch_size: int, total_updates: int | None = None):
     """optax chain from ``config.optim.<net>``: clip -> Adam/RAdam (+ decoupled weight decay)
-    -> lr with linear warm-up counted in
-    this net's own updates, wrapped by ``apply_if_finite`` (NaN/inf steps skipped and counted)."""
+    -> lr with linear warm-up and, with ``cooldown_frac`` > 0 (absent: 0), a linear cool-down to
+    0 over that fraction of the net's ``total_updates`` (the method says how many its schedule
+    gives the net), both counted in this net's own updates; wrapped by ``apply_if_finite``
+    (NaN/inf steps skipped and counted). The cool-down makes the final iterate a converged one,
+    not one draw of a constant-lr random walk (issue #16's final-vs-best checkpoints)."""
     warmup = int(cfg.get("warmup_steps", 0) or 0) or -(-int(cfg.get("warmup_img", 0) or 0) // batch_size)
     lr = optax.linear_schedule(0.0, cfg.lr, warmup) if warmup > 0 else optax.constant_schedule(cfg.lr)
+    frac = float(cfg.get("cooldown_frac", 0) or 0)
+    if frac > 0:
+        if total_updates is None:
+            raise ValueError("optim cooldown_frac: this method does not say how many updates its nets get")
+        n = max(int(round(frac * total_updates)), 1)
+        start = max(total_updates - n, warmup)
+        lr = optax.join_schedules([lr, optax.linear_schedule(cfg.lr, 0.0, total_updates - start)], [start])
     parts = [optax.clip_by_global_norm(cfg.clip)] if cfg.get("clip") else []
     name = cfg.get("name", "adam")
     if name not in ("adam", "radam"):

@@ -44,13 +44,13 @@ def _rows(wd):
 def test_schedule_is_explicit_and_validated():
     c = helpers.config("disback_toy")
     n1, n2, sw = disback.stage_steps(c)
-    assert (n1, n2, sw) == (300 + 5 * 8, 1200, (100, 200, 300, 400))
+    assert (n1, n2, sw) == (300 + 5 * 8, 1500, (100, 200, 300, 400))
     m = disback.Method(c)
     assert [(s.name, s.num_steps) for s in m.stages()] == [("record", n1), ("backtrack", n2)]
     bt = types.SimpleNamespace(N=5, switch_at=sw)
     idx = [disback.Backtrack.target_index(bt, s) for s in (0, 99, 100, 250, 399, 400, 1199)]
     assert idx == [4, 4, 3, 2, 1, 0, 0]
-    bad = [dict(switch_at=(100, 200, 300)), dict(switch_at=(100, 100, 300, 400)), dict(switch_at=(100, 200, 300, 1200)),
+    bad = [dict(switch_at=(100, 200, 300)), dict(switch_at=(100, 100, 300, 400)), dict(switch_at=(100, 200, 300, 1500)),
            dict(base="sds"), dict(num_ckpts=0)]
     for b in bad:
         with c.unlocked():

@@ -206,6 +206,7 @@ def _rare_mode_mass(f, steps=450):
         c.fdistill.f = f
         c.dmd2.reg_weight, c.dmd2.ttur = 0.0, 5  # the f-weighting alone (the regression would place the mode)
         c.optim.gen.lr = 1e-3  # the measured setting: dmd2_toy's 3e-3 moves rkl's mode too (0.074)
+        c.optim.gen.cooldown_frac = 0.0
     m = fdistill.Method(c)
     m.teacher.denoise = lambda p, x, s, labels=None: RARE.denoiser(x, s)
     batches = _batches(steps + 1, 256, seed=1, mix=RARE)

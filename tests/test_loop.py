@@ -71,3 +71,36 @@ def test_training_learns_the_mixture(tmp_path, name):
     trained = toy.energy_distance(sample.Sampler(wd)(seeds), ref)
     print(f"{name}: energy distance untrained {untrained:.4f} trained {trained:.4f}")
     assert trained < 0.01 and trained < untrained / 8, (trained, untrained)
+
+
+def test_cooldown_decays_lr_linearly_to_zero_and_then_freezes_the_net():
+    """optim.<net>.cooldown_frac: warm-up, plateau, then a linear decay to 0 over the last fraction
+    of the updates the method gives the net; the last update leaves the parameters unchanged. DMD2
+    counts only its generator's updates (TTUR 1: every second step)."""
+    import jax.numpy as jnp
+    import ml_collections
+    import optax
+
+    from genmod import config_lib, method
+    from genmod.methods import dmd2
+
+    cfg = ml_collections.ConfigDict(dict(lr=0.5, warmup_steps=4, cooldown_frac=0.4))
+    tx, lr = method.make_optimizer(cfg, 8, total_updates=20)
+    assert [float(lr(i)) for i in (0, 2, 4, 11, 12, 16, 20)] == [0.0, 0.25, 0.5, 0.5, 0.5, 0.25, 0.0]
+    p = {"w": jnp.ones(3)}
+    opt = tx.init(p)
+    for _ in range(21):
+        u, opt = tx.update({"w": jnp.ones(3)}, opt, p)
+        p_new = optax.apply_updates(p, u)
+        moved, p = bool(jnp.any(p_new["w"] != p["w"])), p_new
+    assert not moved  # update 21 is past the cool-down
+    with pytest.raises(ValueError, match="cooldown_frac"):
+        method.make_optimizer(cfg, 8)  # a method that does not count its updates cannot cool down
+    c = config_lib.load("dmd2_toy")
+    c.optim.gen.cooldown_frac = 1.0
+    with pytest.raises(config_lib.ConfigError, match="cooldown_frac"):
+        config_lib.validate(c)
+    c.optim.gen.cooldown_frac, c.total_steps, c.dmd2.ttur = 0.5, 400, 1
+    gen_lr = dmd2.Method(c).lrs["gen"]
+    lr0 = c.optim.gen.lr
+    assert [float(gen_lr(i)) for i in (99, 100, 150, 200)] == pytest.approx([lr0, lr0, lr0 / 2, 0.0], rel=1e-6)

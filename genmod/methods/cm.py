@@ -96,7 +96,7 @@ class Method(method.Method):
         c = config.cm
         self.c, self.shape, self.num_classes = c, tuple(config.data.shape), config.data.num_classes
         self.f = edm.EDMPrecond(nets.build(config.net, self.shape, self.num_classes), c.sigma_data, c.sigma_min)
-        self.tx, self.lr = method.make_optimizer(config.optim.net, config.batch_size)
+        self.tx, self.lr = method.make_optimizer(config.optim.net, config.batch_size, config.total_steps)
         self.teacher = None
         if c.mode == "cd":
             self.teacher = teacher_lib.load(config.teacher, config.data, config.net)

@@ -194,6 +194,9 @@ class Record:
 class Backtrack:
     """Stage 2 mixin: G <- G0, fake <- s'_N; the target walks the path back to the teacher."""
 
+    def run_steps(self, config):  # the generator trains here only: its cool-down ends with this stage
+        return stage_steps(config)[1]
+
     def __init__(self, config, prior):
         super().__init__(config)
         self.d = config.disback

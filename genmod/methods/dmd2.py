@@ -82,7 +82,7 @@ def smoke(c):
 def optim(lr, warmup_steps=0, clip=10.0, weight_decay=0.01, b1=0.9, b2=0.999):
     """``config.optim`` for the three networks (AdamW, clip 10: DMD2's settings)."""
     one = dict(name="adam", lr=lr, b1=b1, b2=b2, eps=1e-8, warmup_img=0, warmup_steps=warmup_steps, clip=clip,
-               weight_decay=weight_decay)
+               weight_decay=weight_decay, cooldown_frac=0.0)
     return ml_collections.ConfigDict({n: dict(one) for n in NETS})
 
 
@@ -129,7 +129,10 @@ class Method(method.Method):
         self.shape, self.num_classes = tuple(config.data.shape), config.data.num_classes
         self.D = edm.EDMPrecond(nets.build(config.net, self.shape, self.num_classes), c.sigma_data)
         self.head = Head()
-        opt = {n: method.make_optimizer(config.optim[n], config.batch_size) for n in NETS}
+        steps = self.run_steps(config)
+        n_gen = steps // (c.ttur + 1)  # schedule(): the generator's updates in this run
+        opt = {n: method.make_optimizer(config.optim[n], config.batch_size, n_gen if n == "gen" else steps - n_gen)
+               for n in NETS}
         self.txs, self.lrs = {n: o[0] for n, o in opt.items()}, {n: o[1] for n, o in opt.items()}
         self.teacher = teacher_lib.load(config.teacher, config.data, config.net)
         self.frozen = {"teacher": self.teacher.params}
@@ -362,6 +365,10 @@ class Method(method.Method):
         if gan:
             state, mh = method.apply_update(state, "head", grads["head"], self.txs["head"], self.lrs["head"])
         return method.finish_step(state, {"critic/loss": loss, **m, **mf, **mh})
+
+    def run_steps(self, config):
+        """Steps this method's schedule runs for (a stage that wraps it says its own)."""
+        return config.total_steps
 
     # -- contract -------------------------------------------------------------------------------
     def rules(self):

@@ -31,7 +31,7 @@ class Method(method.Method):
         # (genmod.convert), with edm.precond_kwargs (VP: beta_d, beta_min, M).
         self.D = edm.make_precond(c.edm.get("precond", "edm"), nets.build(c.net, self.shape, self.num_classes),
                                   c.edm.sigma_data, **dict(c.edm.get("precond_kwargs") or {}))
-        self.tx, self.lr = method.make_optimizer(c.optim.net, c.batch_size)
+        self.tx, self.lr = method.make_optimizer(c.optim.net, c.batch_size, c.total_steps)
         self.augment_p = c.edm.get("augment_p", 0.0)
         if not isinstance(self.augment_p, (int, float)) or not 0 <= self.augment_p <= 1:
             raise config_lib.ConfigError(f"edm.augment_p must be a probability in [0, 1], got {self.augment_p!r}")

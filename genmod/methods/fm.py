@@ -22,7 +22,7 @@ class Method(edm_method.Method):
         c = config
         self.shape, self.num_classes = tuple(c.data.shape), c.data.num_classes
         self.v = nets.build(c.net, self.shape, self.num_classes)
-        self.tx, self.lr = method.make_optimizer(c.optim.net, c.batch_size)
+        self.tx, self.lr = method.make_optimizer(c.optim.net, c.batch_size, c.total_steps)
 
     def init(self, rng, batch):
         x = batch["x"]

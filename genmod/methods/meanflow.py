@@ -117,7 +117,7 @@ class Method(method.Method):
         self.shape, self.num_classes = tuple(config.data.shape), config.data.num_classes
         backbone = nets.build(config.net, self.shape, self.num_classes + c.h_dim)
         self.u = AverageVelocity(backbone, self.num_classes, c.h_dim, c.h_scale)
-        self.tx, self.lr = method.make_optimizer(config.optim.net, config.batch_size)
+        self.tx, self.lr = method.make_optimizer(config.optim.net, config.batch_size, config.total_steps)
         if not 0 <= c.ratio <= 1 or c.norm_eps <= 0 or c.h_dim < 2 or c.h_dim % 2:
             raise config_lib.ConfigError(f"meanflow: need 0 <= ratio <= 1, norm_eps > 0, even h_dim >= 2; got "
                                          f"{c.ratio}, {c.norm_eps}, {c.h_dim}")

@@ -109,7 +109,7 @@ class Method(method.Method):
             raise config_lib.ConfigError(f"scm: mode must be sct or scd, c_noise t or edm; got {c.mode!r}, {c.c_noise!r}")
         self.model = TrigFlow(nets.build(config.net, self.shape, self.num_classes), c.sigma_data, c.c_noise,
                               c.logvar_features)
-        self.tx, self.lr = method.make_optimizer(config.optim.net, config.batch_size)
+        self.tx, self.lr = method.make_optimizer(config.optim.net, config.batch_size, config.total_steps)
         self.t_max = math.atan(c.sigma_max / c.sigma_data)
         self.teacher = None
         if c.mode == "scd":

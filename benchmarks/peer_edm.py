@@ -1,0 +1,190 @@
+"""genmod vs NVlabs/edm on the same network, batch and machine: train step, forward and Heun
+sampling img/s, back to back in one process tree, with their ratios.
+
+    python benchmarks/peer_edm.py                              # DDPM++ ch 64, mult 1-2-2, 32x32, batch 32
+    python benchmarks/peer_edm.py --res 8 --ch 32 --mult 1,2 --blocks 1 --attn 4 --batch 64
+
+The peer is NVlabs/edm's own code (``../shared/peers/edm``, or ``--edm-dir``): EDMPrecond +
+SongUNet DDPM++ + EDMLoss + Adam, as ``../shared/peers/edm_step.py`` runs it. genmod runs
+``edm_cifar10`` with the same network (dropout 0, no augmentation, unconditional), its real train
+rule (Adam + EMA). Each side runs in its own subprocess (no thread pools shared), sides
+alternate for ``--rounds`` rounds and the medians are printed, so background load hits both.
+Sampling: 18 Heun steps (35 NFE) on EDM's Karras schedule; the peer's loop is written here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER = os.path.join(os.path.dirname(ROOT), "shared", "peers", "edm")
+sys.path.insert(0, ROOT)
+
+
+def timed(fn, sync, n):
+    """Seconds per call of ``fn`` after two warm-up calls (compile / allocator warm-up)."""
+    for _ in range(2):
+        sync(fn())
+    t = time.perf_counter()
+    for _ in range(n):
+        out = fn()
+    sync(out)
+    return (time.perf_counter() - t) / n
+
+
+def karras(n, smin=0.002, smax=80.0, rho=7.0):
+    import numpy as np
+
+    i = np.arange(n)
+    s = (smax ** (1 / rho) + i / (n - 1) * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+    return np.append(s, 0.0)
+
+
+def side_torch(a):
+    import torch
+
+    sys.path.insert(0, a.edm_dir)
+    from training.loss import EDMLoss
+    from training.networks import EDMPrecond
+
+    torch.manual_seed(0)
+    net = EDMPrecond(img_resolution=a.res, img_channels=3, label_dim=0, use_fp16=False, model_type="SongUNet",
+                     embedding_type="positional", encoder_type="standard", decoder_type="standard",
+                     channel_mult_noise=1, resample_filter=[1, 1], model_channels=a.ch, channel_mult=a.mult,
+                     num_blocks=a.blocks, attn_resolutions=a.attn, dropout=0.0)
+    loss_fn, opt = EDMLoss(), torch.optim.Adam(net.parameters(), lr=1e-4)
+    x = torch.randn(a.batch, 3, a.res, a.res)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net=net, images=x).sum() / a.batch
+        loss.backward()
+        opt.step()
+        return loss
+
+    out = {"params": sum(p.numel() for p in net.parameters()), "train": timed(step, lambda r: r, a.steps)}
+    sigma = torch.full((a.batch,), 1.0)
+    with torch.no_grad():
+        out["forward"] = timed(lambda: net(x, sigma), lambda r: r, a.steps)
+        t_steps = torch.as_tensor(karras((a.nfe + 1) // 2), dtype=torch.float32)
+
+        def heun():
+            xi = torch.randn(a.batch, 3, a.res, a.res) * t_steps[0]
+            for i in range(len(t_steps) - 1):
+                t0, t1 = t_steps[i], t_steps[i + 1]
+                d = (xi - net(xi, t0.expand(a.batch))) / t0
+                xn = xi + (t1 - t0) * d
+                if t1 > 0:
+                    xn = xi + (t1 - t0) * 0.5 * (d + (xn - net(xn, t1.expand(a.batch))) / t1)
+                xi = xn
+            return xi
+        out["sample"] = timed(heun, lambda r: r, max(1, a.steps // 5))
+    return out
+
+
+def genmod_stage(a):
+    """(StageRun, initial state, one batch) of ``edm_cifar10`` with the peer's network and batch."""
+    import tempfile
+
+    from genmod import config_lib, data, sharding, train
+
+    c = config_lib.load("edm_cifar10")
+    for k, v in {"batch_size": a.batch, "data.source": f"synthetic:{a.res}x{a.res}x3",
+                 "data.shape": f"({a.res},{a.res},3)", "data.num_classes": 0, "edm.augment_p": 0.0,
+                 "net.augment_dim": 0, "net.model_channels": a.ch, "net.channel_mult": str(tuple(a.mult)),
+                 "net.num_blocks": a.blocks, "net.attn_resolutions": str(tuple(a.attn)), "net.dropout": 0.0}.items():
+        config_lib.override(c, k, str(v))
+    mesh = sharding.make_mesh(c.mesh)
+    pipe = data.Pipeline(c.data, c.batch_size, sharding.batch_sharding(mesh), c.seed)
+    run = next(train.iter_stages(c, tempfile.mkdtemp(), mesh, pipe.spec()))
+    return run, run.load()[0], pipe.batch(0)
+
+
+def side_genmod(a):
+    import jax
+
+    from genmod import train
+
+    run, state, batch = genmod_stage(a)
+    rule = jax.jit(run.method.rules()["train"], donate_argnums=0)
+    box = [state]
+
+    def step():
+        box[0], m = rule(box[0], batch, run.frozen)
+        return m
+
+    sync = jax.block_until_ready
+    out = {"params": int(sum(x.size for x in jax.tree.leaves(box[0].params["net"]))),
+           "train": timed(step, sync, a.steps)}
+    params = run.method.sample_params(box[0])
+    D = run.method.denoiser(params["net"])
+    fwd = jax.jit(lambda x, s: D(x, s))
+    sigma = jax.numpy.full((a.batch,), 1.0)
+    out["forward"] = timed(lambda: fwd(batch["x"], sigma), sync, a.steps)
+    keys = train.seed_keys(range(a.batch))
+    smp = jax.jit(lambda p, k: run.method.sample(p, k, run.frozen, nfe=a.nfe))
+    out["sample"] = timed(lambda: smp(params, keys), sync, max(1, a.steps // 5))
+    return out
+
+
+def shape_args(p):
+    """The network/batch flags (NVlabs/edm's DDPM++ at ch 64, mult 1-2-2 by default)."""
+    p.add_argument("--res", type=int, default=32)
+    p.add_argument("--ch", type=int, default=64)
+    p.add_argument("--mult", default="1,2,2", type=lambda v: [int(x) for x in v.split(",")])
+    p.add_argument("--blocks", type=int, default=2)
+    p.add_argument("--attn", default=[16], type=lambda v: [int(x) for x in v.split(",") if x],
+                   help="comma list of resolutions with attention ('' for none)")
+    p.add_argument("--batch", type=int, default=32)
+    return p
+
+
+def main(argv=None):
+    p = shape_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    p.add_argument("--steps", type=int, default=5, help="timed train steps / forwards per round")
+    p.add_argument("--nfe", type=int, default=35)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--edm-dir", default=PEER, help="NVlabs/edm checkout (its training/ is imported)")
+    p.add_argument("--side", choices=("torch", "genmod"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.side:
+        print("RESULT " + json.dumps((side_torch if a.side == "torch" else side_genmod)(a)), flush=True)
+        return
+    if not os.path.isdir(os.path.join(a.edm_dir, "training")):
+        sys.exit(f"peer_edm.py: no NVlabs/edm at {a.edm_dir} (expected its training/); pass --edm-dir")
+    args = [a for a in (argv if argv is not None else sys.argv[1:])]
+    runs = {"torch": [], "genmod": []}
+    for r in range(a.rounds):
+        for side in ("torch", "genmod"):
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args, "--side", side],
+                                  capture_output=True, text=True, cwd=ROOT)
+            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode or not line:
+                sys.exit(f"peer_edm.py: the {side} side failed:\n{proc.stderr[-2000:]}")
+            runs[side].append(json.loads(line[0][7:]))
+            print(f"round {r} {side:>6}: " + ", ".join(f"{k} {a.batch / runs[side][-1][k]:.1f} img/s"
+                                                      for k in ("train", "forward", "sample")), flush=True)
+    import numpy as np
+
+    import jax
+    import torch
+
+    med = {s: {k: float(np.median([x[k] for x in v])) for k in ("train", "forward", "sample")} for s, v in runs.items()}
+    print(f"net: SongUNet DDPM++ res {a.res} ch {a.ch} mult {a.mult} blocks {a.blocks} attn {a.attn} batch {a.batch}; "
+          f"params genmod {runs['genmod'][0]['params']:,} / edm {runs['torch'][0]['params']:,}")
+    print(f"machine: {os.cpu_count()} CPUs; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__}; "
+          f"{time.strftime('%Y-%m-%d')}; medians of {a.rounds} rounds")
+    print("| what | NVlabs/edm img/s | genmod img/s | genmod / edm |")
+    print("|---|---|---|---|")
+    for k, what in (("train", "train step (loss, backward, Adam)"), ("forward", "forward (sigma 1)"),
+                    ("sample", f"Heun sampling, {a.nfe} NFE")):
+        e, g = a.batch / med["torch"][k], a.batch / med["genmod"][k]
+        print(f"| {what} | {e:.2f} | {g:.2f} | {g / e:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
