@@ -156,7 +156,7 @@ def main(argv=None):
         return
     if not os.path.isdir(os.path.join(a.edm_dir, "training")):
         sys.exit(f"peer_edm.py: no NVlabs/edm at {a.edm_dir} (expected its training/); pass --edm-dir")
-    args = [a for a in (argv if argv is not None else sys.argv[1:])]
+    args = list(argv if argv is not None else sys.argv[1:])
     runs = {"torch": [], "genmod": []}
     for r in range(a.rounds):
         for side in ("torch", "genmod"):

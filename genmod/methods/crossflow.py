@@ -91,7 +91,8 @@ class Method(method.Method):
             self.ve = ve_nets.SeqVE(self.shape, vocab=vocab, max_len=self.table.shape[-1 if vocab else -2], **v)
         self.enc = ve_nets.Features(int(np.prod(self.shape)), **dict(cc.enc))
         self.names = ("net", "ve", "enc")
-        self.opt = {n: method.make_optimizer(c.optim.get(n, c.optim.net), c.batch_size, c.total_steps) for n in self.names}
+        self.opt = {n: method.make_optimizer(c.optim.get(n, c.optim.net), c.batch_size, c.total_steps)
+                    for n in self.names}
 
     # -- source modality ---------------------------------------------------------------------
     def _table(self, cc):
