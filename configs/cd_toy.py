@@ -30,11 +30,13 @@ def get_config(arg=None):
     c.cm.mode = "cd"
     c.teacher = config_lib.ConfigDict(dict(workdir="analytic", step=0))
     c.sample.nfe = 1
+    c.cm.sample_sigmas = (80.0, float(cm.karras(7, c.cm.cd_N)))  # 1.088: the grid level nearest the paper's 0.821
     c.data.source, c.data.shape = "gmm:ring", (2,)
-    c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256)))
-    c.total_steps, c.batch_size = 3000, 512
+    c.cm.cd_span = 17  # CTM's soft matching: the exact teacher carries each pair 1-17 levels down
+    c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256, 256)))
+    c.total_steps, c.batch_size = 4000, 512
     c.optim.net.name = "radam"
-    c.optim.net.lr = 4e-4  # the CM paper's CD rate; 1e-3 spiked (ring: 0.0022 -> 0.17 at step 2100)
+    c.optim.net.lr, c.optim.net.cooldown_frac = 1e-3, 0.3
     c.ema.halflife_img, c.ema.rampup = 100_000.0, 0.05
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 1000, 1000, 2048
     return config_lib.apply_presets(c, arg, {"smoke": config_lib.smoke})

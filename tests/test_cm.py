@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from genmod import edm, sample, toy, train
+from genmod import data, edm, sample, toy, train
 from genmod.methods import cm
 from tests import helpers
 
@@ -92,6 +92,31 @@ def test_student_and_target_share_the_dropout_mask():
     assert ok.sum() > 40
     np.testing.assert_allclose(np.asarray(ms)[ok], np.asarray(mt)[ok], atol=1e-3)
     assert 0.3 < float((ms > 1).mean()) < 0.7  # dropout really was on
+
+
+def test_cd_span_target_is_the_teachers_heun_path_between_the_two_levels():
+    """cm.cd_span (CTM's soft matching): the target point is the exact teacher's Heun path from
+    the student's level hi down to level lo, hi - lo up to the span, each sample stopping at its
+    own lo; EDM's Heun sampler on the same levels is the reference."""
+    c = helpers.config("cd_toy", data__source="gmm:random:1")
+    m, N = cm.Method(c), c.cm.cd_N
+    levels = np.asarray(cm.karras(np.arange(N), N))
+    D = lambda x, s: m.teacher.denoise(m.frozen["teacher"], x, s, None)  # noqa: E731
+    z = jax.random.normal(jax.random.PRNGKey(0), (4 * 128, 2))
+    pairs = [(N - 1, 0), (N - 1, 12), (9, 3), (5, 4)]
+    hi = jnp.repeat(jnp.array([h for h, _ in pairs]), 128)
+    lo = jnp.repeat(jnp.array([l for _, l in pairs]), 128)
+    got = np.asarray(m.teacher_heun(m.frozen, jnp.asarray(levels)[hi][:, None] * z, hi, lo, N, N - 1))
+    for k, (h, l) in enumerate(pairs):
+        sig = np.append(levels[l:h + 1][::-1], levels[l])  # Heun h -> l, then a zero-length Euler step
+        ref = edm.heun_sampler(D, z[k * 128:(k + 1) * 128], sig)
+        np.testing.assert_allclose(got[k * 128:(k + 1) * 128], np.asarray(ref), rtol=1e-4, atol=1e-5, err_msg=str((h, l)))
+    top, bottom = jnp.full((4000,), N - 1), jnp.zeros((4000,), jnp.int32)  # all the way down: the mixture
+    x0 = m.teacher_heun(m.frozen, 80.0 * jax.random.normal(jax.random.PRNGKey(1), (4000, 2)), top, bottom, N, N - 1)
+    rec, off = toy.mode_stats(data.mixture_of("gmm:random:1"), np.asarray(x0))
+    assert all(rec) and off < 0.02, (rec, off)
+    with pytest.raises(ValueError, match="cm.cd_span"):
+        cm.Method(helpers.config("cd_toy", cm__cd_span=N))
 
 
 def _train_and_measure(name, steps, **kw):

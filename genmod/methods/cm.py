@@ -33,6 +33,7 @@ def defaults():
         ct_s0=2, ct_s1=150, mu0=0.9,              # original CT: adaptive N(k), mu(k)
         mu_rule="code",                           # CT mu(k): "code" (official, / (N-1)) or "paper" (/ N); see ct_mu
         cd_N=18, target_mu=0.0,                   # CD: grid size, target EMA (0 = stopgrad)
+        cd_span=1,                                # CD: the teacher spans up to this many levels per pair (1 = Song et al.)
         index="uniform", weight="none",           # ct / cd: "lognormal" / "inv_dsigma" = iCT's pmf / weight
         init_from_teacher=True,                   # CD: student starts from the teacher's weights
         sample_sigmas=(80.0, 0.821),              # multistep sigmas; nfe picks the first nfe
@@ -108,6 +109,9 @@ class Method(method.Method):
                 raise ValueError(f"unknown cm.{key} {c[key]!r}: use {' or '.join(ok)}")
         if c.get("metric") == "lpips" and c.mode != "ict":  # a jit argument like the teacher; "" = fetched
             self.frozen = {**self.frozen, "lpips": lpips_lib.load_params(c.get("lpips_weights") or None)}
+        span = c.get("cd_span", 1)
+        if c.mode == "cd" and not (isinstance(span, int) and 1 <= span <= c.cd_N - 1):
+            raise ValueError(f"cm.cd_span must be an integer in [1, cd_N - 1 = {c.cd_N - 1}], got {span!r}")
         self.n_max = c.cd_N if c.mode == "cd" else c.ct_s1 + 1  # largest N the grid can reach
         self.d = int(np.prod(self.shape))
         self.huber_c = c.huber_c or 0.00054 * math.sqrt(self.d)
@@ -145,28 +149,46 @@ class Method(method.Method):
         return student, target, 1.0 / (s_hi - s_lo)
 
     def ct_cd_pair(self, params, target_params, x, key, N, frozen, labels=None):
-        """(student f(x_t, t_cur), stop_gradient target at t_next < t_cur, weight); adjacent levels
-        of the ascending Karras grid, the pair index uniform (Song et al. 2023) or iCT's lognormal."""
+        """(student f(x_t, t_cur), stop_gradient target at t_next < t_cur, weight); the student's
+        level i+1 of the ascending Karras grid, its index uniform (Song et al. 2023) or iCT's
+        lognormal. t_next is the level below (CT, and CD with ``cd_span`` 1) or, for CD with
+        ``cd_span`` K > 1, a level 1..K below (uniform, clipped at the grid's bottom) that the
+        teacher reaches in as many Heun steps: CTM's soft matching (Kim et al. 2024), fewer
+        bootstrapped hops between the noise and the data, so less compounded error."""
         c = self.c
         k_i, k_z, k_drop = jax.random.split(key, 3)
         if c.get("index", "uniform") == "lognormal":  # iCT's pmf over the ascending grid (N <= n_max bounds the shape)
             i = jax.random.categorical(k_i, ict_index_logits(N, self.n_max, c), shape=x.shape[:1])
         else:
             i = jax.random.randint(k_i, x.shape[:1], 0, N - 1)
-        t_next, t_cur = karras(i, N, c.sigma_min, c.sigma_max, c.rho), karras(i + 1, N, c.sigma_min, c.sigma_max, c.rho)
+        span = int(c.get("cd_span", 1)) if c.mode == "cd" else 1
+        j = i if span == 1 else jnp.maximum(i + 1 - jax.random.randint(jax.random.fold_in(k_i, 1), i.shape, 1, span + 1), 0)
+        grid = lambda k: karras(k, N, c.sigma_min, c.sigma_max, c.rho)
+        t_next, t_cur = grid(j), grid(i + 1)
         z = jax.random.normal(k_z, x.shape)
         x_t = x + _bcast(t_cur, x) * z
-        if c.mode == "cd":  # one Heun step of the teacher's probability-flow ODE
-            D = lambda y, s: self.teacher.denoise(frozen["teacher"], y, s, labels)
-            tc, tn = _bcast(t_cur, x), _bcast(t_next, x)
-            d = (x_t - D(x_t, t_cur)) / tc
-            x_e = x_t + (tn - tc) * d
-            x_next = x_t + (tn - tc) * 0.5 * (d + (x_e - D(x_e, t_next)) / tn)
+        if c.mode == "cd":
+            x_next = self.teacher_heun(frozen, x_t, i + 1, j, N, span, labels)
         else:
             x_next = x + _bcast(t_next, x) * z
         student = self.fn(params, labels, k_drop)(x_t, t_cur)
         target = jax.lax.stop_gradient(self.fn(target_params, labels, k_drop)(x_next, t_next))
         return student, target, (1.0 / (t_cur - t_next) if c.get("weight", "none") == "inv_dsigma" else jnp.ones_like(t_cur))
+
+    def teacher_heun(self, frozen, y, hi, lo, N, max_steps, labels=None):
+        """Heun steps of the teacher's probability-flow ODE down the Karras grid from level hi to
+        level lo (per sample; hi - lo <= max_steps, a sample already at lo keeps its y)."""
+        c, D = self.c, lambda y, s: self.teacher.denoise(frozen["teacher"], y, s, labels)
+        grid = lambda k: karras(k, N, c.sigma_min, c.sigma_max, c.rho)
+
+        def step(k, y):
+            a, b = grid(hi - k), grid(jnp.maximum(hi - k - 1, 0))
+            tc, tn = _bcast(a, y), _bcast(b, y)
+            d = (y - D(y, a)) / tc
+            y_e = y + (tn - tc) * d
+            y_n = y + (tn - tc) * 0.5 * (d + (y_e - D(y_e, b)) / tn)
+            return jnp.where(_bcast(hi - k > lo, y), y_n, y)
+        return jax.lax.fori_loop(0, max_steps, step, y)
 
     def metric(self, a, b, frozen=None):
         if self.c.metric == "lpips":  # the CM code's: VGG LPIPS of both resized to 224 bilinearly (jcm/losses.py),
