@@ -115,8 +115,16 @@ def test_cd_span_target_is_the_teachers_heun_path_between_the_two_levels():
     x0 = m.teacher_heun(m.frozen, 80.0 * jax.random.normal(jax.random.PRNGKey(1), (4000, 2)), top, bottom, N, N - 1)
     rec, off = toy.mode_stats(data.mixture_of("gmm:random:1"), np.asarray(x0))
     assert all(rec) and off < 0.02, (rec, off)
-    with pytest.raises(ValueError, match="cm.cd_span"):
-        cm.Method(helpers.config("cd_toy", cm__cd_span=N))
+    # cd_substeps 2: each grid step is two Heun steps, through the level halfway in sigma^(1/rho)
+    m2 = cm.Method(helpers.config("cd_toy", data__source="gmm:random:1", cm__cd_substeps=2))
+    h, l = 9, 3
+    got = m2.teacher_heun(m2.frozen, levels[h] * z[:128], jnp.full((128,), h), jnp.full((128,), l), N, N - 1)
+    fine = np.asarray(cm.karras(np.arange(2 * l, 2 * h + 1) / 2, N))[::-1]
+    ref = edm.heun_sampler(D, z[:128], np.append(fine, fine[-1]))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-4, atol=1e-5)
+    for bad in (dict(cm__cd_span=N), dict(cm__cd_substeps=0)):
+        with pytest.raises(ValueError, match="cm.cd_s"):
+            cm.Method(helpers.config("cd_toy", **bad))
 
 
 def _train_and_measure(name, steps, **kw):

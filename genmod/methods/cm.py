@@ -34,6 +34,7 @@ def defaults():
         mu_rule="code",                           # CT mu(k): "code" (official, / (N-1)) or "paper" (/ N); see ct_mu
         cd_N=18, target_mu=0.0,                   # CD: grid size, target EMA (0 = stopgrad)
         cd_span=1,                                # CD: the teacher spans up to this many levels per pair (1 = Song et al.)
+        cd_substeps=1,                            # CD: teacher Heun steps per grid level (1 = Song et al.)
         index="uniform", weight="none",           # ct / cd: "lognormal" / "inv_dsigma" = iCT's pmf / weight
         init_from_teacher=True,                   # CD: student starts from the teacher's weights
         sample_sigmas=(80.0, 0.821),              # multistep sigmas; nfe picks the first nfe
@@ -112,6 +113,9 @@ class Method(method.Method):
         span = c.get("cd_span", 1)
         if c.mode == "cd" and not (isinstance(span, int) and 1 <= span <= c.cd_N - 1):
             raise ValueError(f"cm.cd_span must be an integer in [1, cd_N - 1 = {c.cd_N - 1}], got {span!r}")
+        sub = c.get("cd_substeps", 1)
+        if c.mode == "cd" and not (isinstance(sub, int) and sub >= 1):
+            raise ValueError(f"cm.cd_substeps must be an integer >= 1, got {sub!r}")
         self.n_max = c.cd_N if c.mode == "cd" else c.ct_s1 + 1  # largest N the grid can reach
         self.d = int(np.prod(self.shape))
         self.huber_c = c.huber_c or 0.00054 * math.sqrt(self.d)
@@ -177,18 +181,21 @@ class Method(method.Method):
 
     def teacher_heun(self, frozen, y, hi, lo, N, max_steps, labels=None):
         """Heun steps of the teacher's probability-flow ODE down the Karras grid from level hi to
-        level lo (per sample; hi - lo <= max_steps, a sample already at lo keeps its y)."""
+        level lo (per sample; hi - lo <= max_steps, a sample already at lo keeps its y), each grid
+        step split into ``cd_substeps`` equal steps in sigma^(1/rho) (1: Song et al.)."""
         c, D = self.c, lambda y, s: self.teacher.denoise(frozen["teacher"], y, s, labels)
-        grid = lambda k: karras(k, N, c.sigma_min, c.sigma_max, c.rho)
+        S = int(c.get("cd_substeps", 1))
+        r = lambda k: (c.sigma_min ** (1 / c.rho) + k / (N - 1) * (c.sigma_max ** (1 / c.rho) - c.sigma_min ** (1 / c.rho)))
 
-        def step(k, y):
-            a, b = grid(hi - k), grid(jnp.maximum(hi - k - 1, 0))
+        def step(k, y):  # sub-step k % S of grid step k // S below level hi
+            top = hi - k // S
+            a, b = r(top - (k % S) / S) ** c.rho, r(jnp.maximum(top - (k % S + 1) / S, 0)) ** c.rho
             tc, tn = _bcast(a, y), _bcast(b, y)
             d = (y - D(y, a)) / tc
             y_e = y + (tn - tc) * d
             y_n = y + (tn - tc) * 0.5 * (d + (y_e - D(y_e, b)) / tn)
-            return jnp.where(_bcast(hi - k > lo, y), y_n, y)
-        return jax.lax.fori_loop(0, max_steps, step, y)
+            return jnp.where(_bcast(top > lo, y), y_n, y)
+        return jax.lax.fori_loop(0, max_steps * S, step, y)
 
     def metric(self, a, b, frozen=None):
         if self.c.metric == "lpips":  # the CM code's: VGG LPIPS of both resized to 224 bilinearly (jcm/losses.py),
