@@ -98,7 +98,7 @@ def test_cd_span_target_is_the_teachers_heun_path_between_the_two_levels():
     """cm.cd_span (CTM's soft matching): the target point is the exact teacher's Heun path from
     the student's level hi down to level lo, hi - lo up to the span, each sample stopping at its
     own lo; EDM's Heun sampler on the same levels is the reference."""
-    c = helpers.config("cd_toy", data__source="gmm:random:1")
+    c = helpers.config("cd_toy", data__source="gmm:random:1", cm__cd_substeps=1)
     m, N = cm.Method(c), c.cm.cd_N
     levels = np.asarray(cm.karras(np.arange(N), N))
     D = lambda x, s: m.teacher.denoise(m.frozen["teacher"], x, s, None)  # noqa: E731

@@ -9,7 +9,8 @@ so f(x, sigma_min) = x exactly. ``config.cm.mode`` picks the training rule:
   1 / (sigma_{i+1} - sigma_i), discretised-lognormal index pmf, doubling N(k) curriculum.
 * ``ct``: adaptive N(k) and target EMA mu(k); target = f_{theta^-}(x + t_{i+1} z).
 * ``cd``: one Heun step of a frozen EDM teacher from t_i to t_{i+1}; target EMA mu (0 for
-  CIFAR-10, i.e. stop_gradient(theta)).
+  CIFAR-10, i.e. stop_gradient(theta)). ``cd_span`` / ``cd_substeps`` > 1: the teacher carries
+  the pair several levels down, in finer steps (CTM's soft matching; issue #16, cd_toy).
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def defaults():
         ct_s0=2, ct_s1=150, mu0=0.9,              # original CT: adaptive N(k), mu(k)
         mu_rule="code",                           # CT mu(k): "code" (official, / (N-1)) or "paper" (/ N); see ct_mu
         cd_N=18, target_mu=0.0,                   # CD: grid size, target EMA (0 = stopgrad)
-        cd_span=1,                                # CD: the teacher spans up to this many levels per pair (1 = Song et al.)
-        cd_substeps=1,                            # CD: teacher Heun steps per grid level (1 = Song et al.)
+        cd_span=1, cd_substeps=1,                 # CD: levels the teacher spans per pair, Heun steps per level
+                                                  # (1, 1 = Song et al.; costs 2 span substeps teacher calls a pair)
         index="uniform", weight="none",           # ct / cd: "lognormal" / "inv_dsigma" = iCT's pmf / weight
         init_from_teacher=True,                   # CD: student starts from the teacher's weights
         sample_sigmas=(80.0, 0.821),              # multistep sigmas; nfe picks the first nfe
@@ -184,12 +185,11 @@ class Method(method.Method):
         level lo (per sample; hi - lo <= max_steps, a sample already at lo keeps its y), each grid
         step split into ``cd_substeps`` equal steps in sigma^(1/rho) (1: Song et al.)."""
         c, D = self.c, lambda y, s: self.teacher.denoise(frozen["teacher"], y, s, labels)
-        S = int(c.get("cd_substeps", 1))
-        r = lambda k: (c.sigma_min ** (1 / c.rho) + k / (N - 1) * (c.sigma_max ** (1 / c.rho) - c.sigma_min ** (1 / c.rho)))
+        S, grid = int(c.get("cd_substeps", 1)), lambda k: karras(k, N, c.sigma_min, c.sigma_max, c.rho)
 
-        def step(k, y):  # sub-step k % S of grid step k // S below level hi
+        def step(k, y):  # sub-step k % S of grid step k // S below level hi (fractional levels)
             top = hi - k // S
-            a, b = r(top - (k % S) / S) ** c.rho, r(jnp.maximum(top - (k % S + 1) / S, 0)) ** c.rho
+            a, b = grid(top - (k % S) / S), grid(jnp.maximum(top - (k % S + 1) / S, 0))
             tc, tn = _bcast(a, y), _bcast(b, y)
             d = (y - D(y, a)) / tc
             y_e = y + (tn - tc) * d
