@@ -168,8 +168,7 @@ class Method(method.Method):
             i = jax.random.randint(k_i, x.shape[:1], 0, N - 1)
         span = int(c.get("cd_span", 1)) if c.mode == "cd" else 1
         j = i if span == 1 else jnp.maximum(i + 1 - jax.random.randint(jax.random.fold_in(k_i, 1), i.shape, 1, span + 1), 0)
-        grid = lambda k: karras(k, N, c.sigma_min, c.sigma_max, c.rho)
-        t_next, t_cur = grid(j), grid(i + 1)
+        t_next, t_cur = self.level(j, N), self.level(i + 1, N)
         z = jax.random.normal(k_z, x.shape)
         x_t = x + _bcast(t_cur, x) * z
         if c.mode == "cd":
@@ -180,12 +179,16 @@ class Method(method.Method):
         target = jax.lax.stop_gradient(self.fn(target_params, labels, k_drop)(x_next, t_next))
         return student, target, (1.0 / (t_cur - t_next) if c.get("weight", "none") == "inv_dsigma" else jnp.ones_like(t_cur))
 
+    def level(self, k, N):
+        """sigma of (possibly fractional) level k of the ascending N-level Karras grid."""
+        return karras(k, N, self.c.sigma_min, self.c.sigma_max, self.c.rho)
+
     def teacher_heun(self, frozen, y, hi, lo, N, max_steps, labels=None):
         """Heun steps of the teacher's probability-flow ODE down the Karras grid from level hi to
         level lo (per sample; hi - lo <= max_steps, a sample already at lo keeps its y), each grid
         step split into ``cd_substeps`` equal steps in sigma^(1/rho) (1: Song et al.)."""
         c, D = self.c, lambda y, s: self.teacher.denoise(frozen["teacher"], y, s, labels)
-        S, grid = int(c.get("cd_substeps", 1)), lambda k: karras(k, N, c.sigma_min, c.sigma_max, c.rho)
+        S, grid = int(c.get("cd_substeps", 1)), lambda k: self.level(k, N)
 
         def step(k, y):  # sub-step k % S of grid step k // S below level hi (fractional levels)
             top = hi - k // S
