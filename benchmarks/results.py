@@ -54,7 +54,8 @@ F_DIVS = ("rkl", "sf", "js", "sh", "kl", "jf", "neyman")
 RUNS = [
     Run("edm", "edm_toy", (1, 5, 9, 17, 35), "EDM (Heun)", role="teacher"),
     Run("fm", "fm_toy", (1, 2, 4, 8, 16, 35), "Flow matching (Euler)"),
-    Run("ict", "cm_toy", (1, 2), "iCT"),
+    Run("ict", "cm_toy:ict", (1, 2), "iCT"),
+    Run("ct_batch", "cm_toy", (1, 2), "CT (minibatch posterior, soft matching)"),
     Run("cd", "cd_toy", (1, 2), "CD (exact teacher)", role="student"),
     Run("dmd2", "dmd2_toy", (1,), "DMD2", role="student"),
     *[Run(f"fdistill_{f}", "fdistill_toy", (1,), f"f-distill {f}", (("fdistill.f", f),), role="fdiv")

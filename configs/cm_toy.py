@@ -1,29 +1,66 @@
-"""iCT (improved consistency training) on a 2-D Gaussian mixture (8-mode ring), MLP.
+"""Consistency training (no teacher) on a 2-D Gaussian mixture (8-mode ring), MLP.
 
-    python -m genmod.launch --config cm_toy
+    python -m genmod.launch --config cm_toy          # CT with the minibatch's posterior (default)
+    python -m genmod.launch --config cm_toy:ict      # the paper's iCT recipe at toy scale
 
-Paper iCT recipe at toy scale: pseudo-Huber on the per-sample norm (c set explicitly: the
-0.00054 sqrt(d) rule gives a uselessly small 0.00076 for d=2), lognormal index pmf
-(-1.1, 2.0), doubling curriculum 11 -> 1281 over the run, batch 1024.
-Expected (tests/test_cm.py): 1-step energy distance well under the untrained model's, and
-2-step (sigma_mid 0.821) below 1-step.
+Default: CT whose target point comes from the minibatch's posterior mean E[x0 | x_t]
+(``cm.ct_x0=batch``, Xu et al. 2023's stable target field) instead of the pair's own x0, so CT
+is CD with the minibatch as its teacher and takes cd_toy's levers: an N=18 grid, CTM's soft
+matching (the batch's probability-flow ODE carries each pair 1-17 levels down in two Heun steps
+per level, at no network cost), target EMA 0, a 4x256 MLP, RAdam lr 1e-3 (b2 0.99) with a 30%
+cool-down; pseudo-Huber (c 0.03) on the per-sample norm, whose minimiser is a median: where
+one minibatch's ODE sends x_t to one mode and the next batch to another (a border, or a 2%
+mode's share of 512 points), l2 would average the two into the gap between them.
+Why not iCT (issue #16, docs/benchmarks.md "Robustness, round 6"): iCT's target f(x + r z, r)
+uses one sample's velocity; it is unbiased, but f is not linear, so the target averages f over
+a spread (t - r) std(x0 | x_t) that is as wide as a thin mode where modes separate, and the
+blur compounds over up to 160 bootstrapped hops: gmm:random:0 10.4x the exact Heun-35 sampler,
+28% of samples between modes (4x256, cool-down, Adam b2 0.99, the paper's s1 1280: none helps).
+Measured (benchmarks/robustness.py, 4,000 samples): see docs/RESULTS.md, robustness.
+``:ict``: pseudo-Huber c 0.03 (the 0.00054 sqrt(d) rule gives 0.00076 for d=2), lognormal index
+pmf (-1.1, 2.0), doubling curriculum 11 -> 161 over the run, batch 1024; measured ring 1-step
+0.0128, 2-step (sigma_mid 0.821) 0.0032 (docs/RESULTS.md).
 """
 from genmod import config_lib
 from genmod.methods import cm
 
 
-def get_config(arg=None):
+def _common():
     c = config_lib.base()
     c.method = "cm"
     c.cm = cm.defaults()
-    c.cm.huber_c = 0.03
-    c.cm.s1 = 160  # toy-sized curriculum: N = 11, 21, 41, 81, 161
     c.sample.nfe = 1
     c.data.source, c.data.shape = "gmm:ring", (2,)
-    c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256)))
-    c.total_steps, c.batch_size = 4000, 1024
     c.optim.net.name = "radam"
     c.optim.net.lr = 1e-3
+    return c
+
+
+def _ict():
+    c = _common()
+    c.cm.huber_c = 0.03
+    c.cm.s1 = 160  # toy-sized curriculum: N = 11, 21, 41, 81, 161
+    c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256)))
+    c.total_steps, c.batch_size = 4000, 1024
     c.ema.halflife_img, c.ema.rampup = 200_000.0, 0.05
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 2000, 2000, 2048
-    return config_lib.apply_presets(c, arg, {"smoke": config_lib.smoke})
+    return c
+
+
+def _batch_ct():
+    c = _common()
+    c.cm.mode, c.cm.ct_x0 = "ct", "batch"  # CD's grid, span, sub-steps and mu, the minibatch as teacher
+    c.cm.cd_span, c.cm.cd_substeps, c.cm.target_mu = 17, 2, 0.0
+    c.cm.metric, c.cm.huber_c = "huber", 0.03
+    c.cm.sample_sigmas = (80.0, float(cm.karras(7, c.cm.cd_N)))  # 1.088: a grid level (cd_toy's docstring)
+    c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256, 256)))
+    c.total_steps, c.batch_size = 5000, 512
+    c.optim.net.lr, c.optim.net.cooldown_frac, c.optim.net.b2 = 2e-3, 0.3, 0.99
+    c.ema.halflife_img, c.ema.rampup = 100_000.0, 0.05
+    c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 1000, 1000, 2048
+    return c
+
+
+def get_config(arg=None):
+    c = _ict() if "ict" in (arg or "").split(",") else _batch_ct()
+    return config_lib.apply_presets(c, arg, {"smoke": config_lib.smoke, "ict": lambda c: c})

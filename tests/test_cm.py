@@ -17,7 +17,7 @@ FAST = dict(log_every=500, sample_every=0, num_preview=0, keep=5, mesh={"data": 
 
 
 def test_boundary_condition_exact():
-    c = helpers.config("cm_toy")
+    c = helpers.config("cm_toy:ict")
     m = cm.Method(c)
     x = jax.random.normal(jax.random.PRNGKey(0), (16, 2)) * 3
     p = m.f.init(jax.random.PRNGKey(1), x, jnp.ones(16))["params"]
@@ -69,7 +69,7 @@ class MaskEcho(nn.Module):
 
 
 def test_student_and_target_share_the_dropout_mask():
-    c = helpers.config("cm_toy")
+    c = helpers.config("cm_toy:ict")
     m = cm.Method(c)
     m.f = edm.EDMPrecond(MaskEcho(), 0.5, 0.002)
     x = jax.random.normal(jax.random.PRNGKey(0), (64, 2))
@@ -106,25 +106,43 @@ def test_cd_span_target_is_the_teachers_heun_path_between_the_two_levels():
     pairs = [(N - 1, 0), (N - 1, 12), (9, 3), (5, 4)]
     hi = jnp.repeat(jnp.array([h for h, _ in pairs]), 128)
     lo = jnp.repeat(jnp.array([l for _, l in pairs]), 128)
-    got = np.asarray(m.teacher_heun(m.frozen, jnp.asarray(levels)[hi][:, None] * z, hi, lo, N, N - 1))
+    got = np.asarray(m.teacher_heun(D, jnp.asarray(levels)[hi][:, None] * z, hi, lo, N, N - 1))
     for k, (h, l) in enumerate(pairs):
         sig = np.append(levels[l:h + 1][::-1], levels[l])  # Heun h -> l, then a zero-length Euler step
         ref = edm.heun_sampler(D, z[k * 128:(k + 1) * 128], sig)
         np.testing.assert_allclose(got[k * 128:(k + 1) * 128], np.asarray(ref), rtol=1e-4, atol=1e-5, err_msg=str((h, l)))
     top, bottom = jnp.full((4000,), N - 1), jnp.zeros((4000,), jnp.int32)  # all the way down: the mixture
-    x0 = m.teacher_heun(m.frozen, 80.0 * jax.random.normal(jax.random.PRNGKey(1), (4000, 2)), top, bottom, N, N - 1)
+    x0 = m.teacher_heun(D, 80.0 * jax.random.normal(jax.random.PRNGKey(1), (4000, 2)), top, bottom, N, N - 1)
     rec, off = toy.mode_stats(data.mixture_of("gmm:random:1"), np.asarray(x0))
     assert all(rec) and off < 0.02, (rec, off)
     # cd_substeps 2: each grid step is two Heun steps, through the level halfway in sigma^(1/rho)
     m2 = cm.Method(helpers.config("cd_toy", data__source="gmm:random:1", cm__cd_substeps=2))
     h, l = 9, 3
-    got = m2.teacher_heun(m2.frozen, levels[h] * z[:128], jnp.full((128,), h), jnp.full((128,), l), N, N - 1)
+    got = m2.teacher_heun(D, levels[h] * z[:128], jnp.full((128,), h), jnp.full((128,), l), N, N - 1)
     fine = np.asarray(cm.karras(np.arange(2 * l, 2 * h + 1) / 2, N))[::-1]
     ref = edm.heun_sampler(D, z[:128], np.append(fine, fine[-1]))
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-4, atol=1e-5)
     for bad in (dict(cm__cd_span=N), dict(cm__cd_substeps=0)):
         with pytest.raises(ValueError, match="cm.cd_s"):
             cm.Method(helpers.config("cd_toy", **bad))
+
+
+def test_batch_posterior_mean_is_the_exact_denoiser_of_the_batch():
+    """cm.ct_x0 = "batch": E[x0 | y] with x0 uniform over the batch is the closed-form denoiser of
+    a mixture of vanishing-std modes at the batch's points; with labels, only same-label rows."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (64, 2))
+    mix = toy.GaussianMixture(np.asarray(x), np.full(64, 1e-6), np.full(64, 1 / 64))
+    y = 2.0 * jax.random.normal(jax.random.PRNGKey(1), (32, 2))
+    for s in (0.01, 0.3, 5.0, 80.0):
+        sig = jnp.full((32,), s)
+        np.testing.assert_allclose(np.asarray(cm.batch_posterior_mean(x, y, sig)), np.asarray(mix.denoiser(y, sig)),
+                                   rtol=2e-4, atol=2e-5, err_msg=str(s))
+    x_at = jax.random.normal(jax.random.PRNGKey(2), (32, 2))  # at sigma_min each y's own x0 (they are far apart)
+    np.testing.assert_allclose(cm.batch_posterior_mean(x_at, x_at + 1e-4, jnp.full((32,), 0.002)), x_at, atol=2e-4)
+    lab = jax.nn.one_hot(jnp.arange(64) % 2, 2)
+    got = cm.batch_posterior_mean(x, x, jnp.full((64,), 80.0), lab)  # sigma 80: the mean of the own class
+    np.testing.assert_allclose(np.asarray(got[0]), np.asarray(x[0::2].mean(0)), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(got[1]), np.asarray(x[1::2].mean(0)), atol=1e-3)
 
 
 def _train_and_measure(name, steps, **kw):
@@ -142,7 +160,7 @@ def _train_and_measure(name, steps, **kw):
 
 @pytest.mark.slow
 def test_ict_learns_mixture_and_two_steps_beat_one():
-    ed, _ = _train_and_measure("cm_toy", 1200)
+    ed, _ = _train_and_measure("cm_toy:ict", 1200)
     untrained, one, two = ed(1, 1), ed(None, 1), ed(None, 2)
     print(f"iCT energy distance: untrained {untrained:.4f}, 1-step {one:.4f}, 2-step {two:.4f}")
     # measured: untrained 0.575, 1-step 0.042, 2-step 0.0017 (2,000 steps: 0.027, 0.0014)
@@ -165,7 +183,7 @@ def test_cd_from_exact_teacher_approaches_teachers_heun():
 
 def test_resume_across_curriculum_boundary_is_bit_exact(tmp_path):
     # K = 16: K' = 16 // 8 = 2, so N changes every 2 steps; stop at 3 (mid-stage) and 4 (boundary)
-    c = helpers.config("cm_toy", total_steps=6, batch_size=32, log_every=1, ckpt_every=100,
+    c = helpers.config("cm_toy:ict", total_steps=6, batch_size=32, log_every=1, ckpt_every=100,
                        sample_every=0, num_preview=0)
     with c.unlocked():
         c.cm.s1 = 1280

@@ -7,7 +7,10 @@ so f(x, sigma_min) = x exactly. ``config.cm.mode`` picks the training rule:
 * ``ict``: target = stop_gradient(f_theta) at the lower noise level (no EMA teacher), same z
   and dropout key in both calls, pseudo-Huber on the per-sample L2 norm, weight
   1 / (sigma_{i+1} - sigma_i), discretised-lognormal index pmf, doubling N(k) curriculum.
-* ``ct``: adaptive N(k) and target EMA mu(k); target = f_{theta^-}(x + t_{i+1} z).
+* ``ct``: adaptive N(k) and target EMA mu(k); target = f_{theta^-}(x + t_{i+1} z). With
+  ``ct_x0="batch"`` the target point comes from the minibatch's posterior instead of the pair's
+  own x0: CT is then CD with the minibatch as its teacher (CD's grid, span, sub-steps and mu;
+  issue #16, cm_toy).
 * ``cd``: one Heun step of a frozen EDM teacher from t_i to t_{i+1}; target EMA mu (0 for
   CIFAR-10, i.e. stop_gradient(theta)). ``cd_span`` / ``cd_substeps`` > 1: the teacher carries
   the pair several levels down, in finer steps (CTM's soft matching; issue #16, cd_toy).
@@ -38,6 +41,8 @@ def defaults():
                                                   # (1, 1 = Song et al.; costs 2 span substeps teacher calls a pair)
         index="uniform", weight="none",           # ct / cd: "lognormal" / "inv_dsigma" = iCT's pmf / weight
         init_from_teacher=True,                   # CD: student starts from the teacher's weights
+        # ct_x0 (ict / ct; set by a config, absent = "sample"): the x0 behind CT's target, "sample" (the
+        # pair's own, Song et al.) or "batch" (the minibatch posterior mean; see Method.ct_lower)
         sample_sigmas=(80.0, 0.821),              # multistep sigmas; nfe picks the first nfe
     ))
 
@@ -106,18 +111,20 @@ class Method(method.Method):
             self.frozen = {"teacher": self.teacher.params}
         elif c.mode not in ("ict", "ct"):
             raise ValueError(f"unknown cm.mode {c.mode!r}: use ict, ct or cd")
-        for key, ok in (("metric", ("l2", "l1", "huber", "lpips")), ("mu_rule", ("code", "paper")), ("index", ("uniform", "lognormal")), ("weight", ("none", "inv_dsigma"))):
+        for key, ok in (("metric", ("l2", "l1", "huber", "lpips")), ("mu_rule", ("code", "paper")), ("index", ("uniform", "lognormal")), ("weight", ("none", "inv_dsigma")), ("ct_x0", ("sample", "batch"))):
             if c.get(key, ok[0]) not in ok:
                 raise ValueError(f"unknown cm.{key} {c[key]!r}: use {' or '.join(ok)}")
         if c.get("metric") == "lpips" and c.mode != "ict":  # a jit argument like the teacher; "" = fetched
             self.frozen = {**self.frozen, "lpips": lpips_lib.load_params(c.get("lpips_weights") or None)}
+        # CT with the batch posterior is CD with the minibatch as its teacher: CD's grid, span, sub-steps, mu
+        self.empirical = c.mode == "ct" and c.get("ct_x0", "sample") == "batch"
         span = c.get("cd_span", 1)
-        if c.mode == "cd" and not (isinstance(span, int) and 1 <= span <= c.cd_N - 1):
+        if (c.mode == "cd" or self.empirical) and not (isinstance(span, int) and 1 <= span <= c.cd_N - 1):
             raise ValueError(f"cm.cd_span must be an integer in [1, cd_N - 1 = {c.cd_N - 1}], got {span!r}")
         sub = c.get("cd_substeps", 1)
-        if c.mode == "cd" and not (isinstance(sub, int) and sub >= 1):
+        if (c.mode == "cd" or self.empirical) and not (isinstance(sub, int) and sub >= 1):
             raise ValueError(f"cm.cd_substeps must be an integer >= 1, got {sub!r}")
-        self.n_max = c.cd_N if c.mode == "cd" else c.ct_s1 + 1  # largest N the grid can reach
+        self.n_max = c.cd_N if c.mode == "cd" or self.empirical else c.ct_s1 + 1  # largest N the grid can reach
         self.d = int(np.prod(self.shape))
         self.huber_c = c.huber_c or 0.00054 * math.sqrt(self.d)
 
@@ -149,9 +156,22 @@ class Method(method.Method):
         s_lo, s_hi = karras(i, N, c.sigma_min, c.sigma_max, c.rho), karras(i + 1, N, c.sigma_min, c.sigma_max, c.rho)
         z = jax.random.normal(k_z, x.shape)
         f = self.fn(params, labels, k_drop)
-        student = f(x + _bcast(s_hi, x) * z, s_hi)
-        target = jax.lax.stop_gradient(f(x + _bcast(s_lo, x) * z, s_lo))
+        x_hi = x + _bcast(s_hi, x) * z
+        student = f(x_hi, s_hi)
+        target = jax.lax.stop_gradient(f(self.ct_lower(x, x_hi, s_hi, s_lo, z, labels), s_lo))
         return student, target, 1.0 / (s_hi - s_lo)
+
+    def ct_lower(self, x, x_t, t, r, z, labels=None):
+        """x_r on the ODE's Euler step from x_t: x_r = x_t - (t - r)(x_t - x0_hat)/t. ``ct_x0``
+        "sample": x0_hat = the pair's own x, so x_r = x + r z (CT's one-sample velocity); "batch":
+        x0_hat = the minibatch's posterior mean E[x0 | x_t] (Xu et al. 2023's stable target
+        field). The one-sample velocity is unbiased, but f is not linear: E[f(x_r)] over its spread
+        (t - r) std(x0 | x_t) is a blurred f wherever thin modes separate, and the blur compounds
+        over CT's bootstrapped hops (issue #16, round 6); the batch estimate has far less spread."""
+        if self.c.get("ct_x0", "sample") == "sample":
+            return x + _bcast(r, x) * z
+        x0 = batch_posterior_mean(x, x_t, t, labels)
+        return x_t - _bcast((t - r) / t, x) * (x_t - x0)
 
     def ct_cd_pair(self, params, target_params, x, key, N, frozen, labels=None):
         """(student f(x_t, t_cur), stop_gradient target at t_next < t_cur, weight); the student's
@@ -166,15 +186,18 @@ class Method(method.Method):
             i = jax.random.categorical(k_i, ict_index_logits(N, self.n_max, c), shape=x.shape[:1])
         else:
             i = jax.random.randint(k_i, x.shape[:1], 0, N - 1)
-        span = int(c.get("cd_span", 1)) if c.mode == "cd" else 1
+        span = int(c.get("cd_span", 1)) if c.mode == "cd" or self.empirical else 1
         j = i if span == 1 else jnp.maximum(i + 1 - jax.random.randint(jax.random.fold_in(k_i, 1), i.shape, 1, span + 1), 0)
         t_next, t_cur = self.level(j, N), self.level(i + 1, N)
         z = jax.random.normal(k_z, x.shape)
         x_t = x + _bcast(t_cur, x) * z
         if c.mode == "cd":
-            x_next = self.teacher_heun(frozen, x_t, i + 1, j, N, span, labels)
+            D = lambda y, s: self.teacher.denoise(frozen["teacher"], y, s, labels)
+            x_next = self.teacher_heun(D, x_t, i + 1, j, N, span)
+        elif self.empirical:
+            x_next = self.teacher_heun(lambda y, s: batch_posterior_mean(x, y, s, labels), x_t, i + 1, j, N, span)
         else:
-            x_next = x + _bcast(t_next, x) * z
+            x_next = self.ct_lower(x, x_t, t_cur, t_next, z, labels)
         student = self.fn(params, labels, k_drop)(x_t, t_cur)
         target = jax.lax.stop_gradient(self.fn(target_params, labels, k_drop)(x_next, t_next))
         return student, target, (1.0 / (t_cur - t_next) if c.get("weight", "none") == "inv_dsigma" else jnp.ones_like(t_cur))
@@ -183,11 +206,11 @@ class Method(method.Method):
         """sigma of (possibly fractional) level k of the ascending N-level Karras grid."""
         return karras(k, N, self.c.sigma_min, self.c.sigma_max, self.c.rho)
 
-    def teacher_heun(self, frozen, y, hi, lo, N, max_steps, labels=None):
+    def teacher_heun(self, D, y, hi, lo, N, max_steps):
         """Heun steps of the teacher's probability-flow ODE down the Karras grid from level hi to
         level lo (per sample; hi - lo <= max_steps, a sample already at lo keeps its y), each grid
         step split into ``cd_substeps`` equal steps in sigma^(1/rho) (1: Song et al.)."""
-        c, D = self.c, lambda y, s: self.teacher.denoise(frozen["teacher"], y, s, labels)
+        c = self.c
         S, grid = int(c.get("cd_substeps", 1)), lambda k: self.level(k, N)
 
         def step(k, y):  # sub-step k % S of grid step k // S below level hi (fractional levels)
@@ -219,7 +242,7 @@ class Method(method.Method):
                 return (w * pseudo_huber(s, t, self.huber_c)).mean()
             metrics["cm/N"] = ict_N(state.step, cfg.total_steps, c.s0, c.s1)
         else:
-            if c.mode == "ct":
+            if c.mode == "ct" and not self.empirical:
                 N = ct_N(state.step, cfg.total_steps, c.ct_s0, c.ct_s1)
                 mu = ct_mu(N, c.ct_s0, c.mu0, c.get("mu_rule", "paper"))  # absent: a workdir from before the key
             else:
@@ -252,6 +275,18 @@ class Method(method.Method):
         if nfe > len(s):
             raise ValueError(f"nfe={nfe} needs {nfe} sigmas in cm.sample_sigmas, which has {len(s)}: {s}")
         return s[:nfe]
+
+
+def batch_posterior_mean(x, y, s, labels=None):
+    """E[x0 | y] at noise s (per row of y) when x0 is uniform over the rows of x (and of the same
+    one-hot label): softmax_j(-||y - x_j||^2 / 2 s^2) x_j. ||y||^2 is common to a row, so it is
+    left out; the dot at full precision keeps the logits exact enough at sigma_min."""
+    xf, yf = x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1)
+    dot = jnp.dot(yf, xf.T, precision=jax.lax.Precision.HIGHEST)
+    logits = (dot - 0.5 * (xf**2).sum(-1)[None]) / (s.reshape(-1, 1) ** 2)
+    if labels is not None:
+        logits = jnp.where(labels @ labels.T > 0.5, logits, -jnp.inf)
+    return (jax.nn.softmax(logits, -1) @ xf).reshape(y.shape)
 
 
 def multistep_sample(f, keys, shape, sigmas, sigma_min=0.002):
