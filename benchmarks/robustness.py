@@ -102,27 +102,30 @@ def current(res, root, extra=(), steps=None):
             config_lib.override(c, k, v)
         total = min(steps or c.total_steps, c.total_steps)
         run = run_of(m, mix.replace("random_", "random:"), int(seed[1:]), max(total // 10, 1), extra)
-        if ev.get("config_sha") == fingerprint(run, root, steps) or predates_new_keys(run, root, steps):
+        if reusable(ev, run, root, steps):
             keep[key] = ev
         else:
             stale.append(key)
     return keep, stale
 
 
-def predates_new_keys(run, root, steps=None):
-    """True when the run's recorded config.json differs from today's resolution only by keys added
-    since, which by genmod's rule for new keys (absent = the behaviour before the key) ran as their
-    defaults do: a new no-op option does not throw away finished runs."""
+def reusable(ev, run, root, steps=None):
+    """A stored evaluation stands for today's config when its hash matches, or when the config it
+    ran with (kept in the entry; before 2026-12-04 only in the workdir's config.json) differs from
+    today's resolution only by keys added since, which by genmod's rule for new keys (absent = the
+    behaviour before the key) ran as their defaults do: a new no-op option does not throw away
+    finished runs, even on a machine without the checkpoints."""
+    if ev.get("config_sha") == fingerprint(run, root, steps):
+        return True
     path = os.path.join(root, run.name, "config.json")
-    if not os.path.exists(path):
-        return False
+    old = ev.get("config") or (json.load(open(path)) if os.path.exists(path) else None)
 
     def within(old, new):
         if isinstance(old, dict) and isinstance(new, dict):
             return all(k in new and within(v, new[k]) for k, v in old.items())
         return old == new
 
-    return within(json.load(open(path)), json.loads(results.load_config(run, root, steps).to_json()))
+    return old is not None and within(old, json.loads(results.load_config(run, root, steps).to_json()))
 
 
 def save_run(store, name, ev):
@@ -307,7 +310,7 @@ def main(argv=None):
                 total = min(a.steps or c.total_steps, c.total_steps)
                 run = run_of(m, mixture, seed, max(total // 10, 1), extra)
                 sha = fingerprint(run, a.root, a.steps)
-                if res.get(run.name, {}).get("config_sha") == sha and not a.fresh:
+                if run.name in res and reusable(res[run.name], run, a.root, a.steps) and not a.fresh:
                     continue
                 stale = run.name in res  # the config changed since: retrain from scratch
                 log(f"train {run.name}" + (" (its config changed: retraining)" if stale else ""))
@@ -318,6 +321,7 @@ def main(argv=None):
                     refs[mixture] = references(mixture)
                 ev = evaluate(run, a.root, refs[mixture])
                 ev["train_wall_s"], ev["config_sha"] = tr["wall_s"], sha
+                ev["config"] = json.loads(results.load_config(run, a.root, a.steps).to_json())
                 res[run.name] = ev
                 log("  " + "; ".join(f"nfe {r['nfe']}: energy {r['energy']:.4f} ({r['energy'] / ev['heun35']:.2f}x "
                                      f"Heun-35), modes {sum(r['recall'])}/{len(r['recall'])}, off {r['off_mode']:.3f}"

@@ -62,3 +62,21 @@ def test_robustness_report_and_results_keep_its_section(tmp_path):
                   str(tmp_path / "runs"), "--out", str(out)])
     md = out.read_text()
     assert "| EDM (Heun) |" in md and md.count(robustness.START) == 1 and "| cd/random_1/s0 |" in md
+
+
+def test_robustness_reuses_a_stored_run_across_new_no_op_keys(tmp_path):
+    """A stored evaluation stays current when today's config only adds keys (absent = the old
+    behaviour), from the config kept in the entry, with no workdir; a changed value retrains."""
+    import robustness
+
+    m = robustness.METHODS[[x.name for x in robustness.METHODS].index("cd")]
+    run = robustness.run_of(m, "random:1", 0, 400)
+    now = json.loads(results.load_config(run, str(tmp_path)).to_json())
+    old = json.loads(json.dumps(now))
+    del old["cm"]["cd_substeps"]  # a key the run predates
+    assert robustness.reusable({"config_sha": "0" * 16, "config": old}, run, str(tmp_path))
+    old["cm"]["cd_span"] = 3  # a setting that differs
+    assert not robustness.reusable({"config_sha": "0" * 16, "config": old}, run, str(tmp_path))
+    assert not robustness.reusable({"config_sha": "0" * 16}, run, str(tmp_path))  # nothing to compare
+    sha = robustness.fingerprint(run, str(tmp_path))
+    assert robustness.reusable({"config_sha": sha}, run, str(tmp_path))
