@@ -111,7 +111,9 @@ class Method(method.Method):
             self.frozen = {"teacher": self.teacher.params}
         elif c.mode not in ("ict", "ct"):
             raise ValueError(f"unknown cm.mode {c.mode!r}: use ict, ct or cd")
-        for key, ok in (("metric", ("l2", "l1", "huber", "lpips")), ("mu_rule", ("code", "paper")), ("index", ("uniform", "lognormal")), ("weight", ("none", "inv_dsigma")), ("ct_x0", ("sample", "batch"))):
+        for key, ok in (("metric", ("l2", "l1", "huber", "lpips")), ("mu_rule", ("code", "paper")),
+                        ("index", ("uniform", "lognormal")), ("weight", ("none", "inv_dsigma")),
+                        ("ct_x0", ("sample", "batch"))):
             if c.get(key, ok[0]) not in ok:
                 raise ValueError(f"unknown cm.{key} {c[key]!r}: use {' or '.join(ok)}")
         if c.get("metric") == "lpips" and c.mode != "ict":  # a jit argument like the teacher; "" = fetched
