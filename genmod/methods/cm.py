@@ -120,13 +120,14 @@ class Method(method.Method):
             self.frozen = {**self.frozen, "lpips": lpips_lib.load_params(c.get("lpips_weights") or None)}
         # CT with the batch posterior is CD with the minibatch as its teacher: CD's grid, span, sub-steps, mu
         self.empirical = c.mode == "ct" and c.get("ct_x0", "sample") == "batch"
+        self.on_grid = c.mode == "cd" or self.empirical  # a teacher (the net's or the batch's) on CD's grid
         span = c.get("cd_span", 1)
-        if (c.mode == "cd" or self.empirical) and not (isinstance(span, int) and 1 <= span <= c.cd_N - 1):
+        if self.on_grid and not (isinstance(span, int) and 1 <= span <= c.cd_N - 1):
             raise ValueError(f"cm.cd_span must be an integer in [1, cd_N - 1 = {c.cd_N - 1}], got {span!r}")
         sub = c.get("cd_substeps", 1)
-        if (c.mode == "cd" or self.empirical) and not (isinstance(sub, int) and sub >= 1):
+        if self.on_grid and not (isinstance(sub, int) and sub >= 1):
             raise ValueError(f"cm.cd_substeps must be an integer >= 1, got {sub!r}")
-        self.n_max = c.cd_N if c.mode == "cd" or self.empirical else c.ct_s1 + 1  # largest N the grid can reach
+        self.n_max = c.cd_N if self.on_grid else c.ct_s1 + 1  # largest N the grid can reach
         self.d = int(np.prod(self.shape))
         self.huber_c = c.huber_c or 0.00054 * math.sqrt(self.d)
 
@@ -188,7 +189,7 @@ class Method(method.Method):
             i = jax.random.categorical(k_i, ict_index_logits(N, self.n_max, c), shape=x.shape[:1])
         else:
             i = jax.random.randint(k_i, x.shape[:1], 0, N - 1)
-        span = int(c.get("cd_span", 1)) if c.mode == "cd" or self.empirical else 1
+        span = int(c.get("cd_span", 1)) if self.on_grid else 1
         j = i if span == 1 else jnp.maximum(i + 1 - jax.random.randint(jax.random.fold_in(k_i, 1), i.shape, 1, span + 1), 0)
         t_next, t_cur = self.level(j, N), self.level(i + 1, N)
         z = jax.random.normal(k_z, x.shape)
@@ -209,7 +210,8 @@ class Method(method.Method):
         return karras(k, N, self.c.sigma_min, self.c.sigma_max, self.c.rho)
 
     def teacher_heun(self, D, y, hi, lo, N, max_steps):
-        """Heun steps of the teacher's probability-flow ODE down the Karras grid from level hi to
+        """Heun steps of the probability-flow ODE of denoiser D(y, sigma) (the teacher's, or the
+        minibatch posterior's) down the Karras grid from level hi to
         level lo (per sample; hi - lo <= max_steps, a sample already at lo keeps its y), each grid
         step split into ``cd_substeps`` equal steps in sigma^(1/rho) (1: Song et al.)."""
         c = self.c
