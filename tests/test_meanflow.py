@@ -47,6 +47,24 @@ def test_exact_average_velocity_satisfies_the_meanflow_identity():
         np.testing.assert_allclose(np.asarray(u_exact(z, t - 1e-4, t, n=4)), np.asarray(v), atol=1e-3)
 
 
+def test_batch_velocity_is_the_exact_marginal_velocity_of_the_batch():
+    """meanflow.v_hat = "batch": with x uniform over the batch's rows, E[e - x | z_t] is the exact
+    velocity of a mixture of vanishing-std modes at those rows, for t from near 0 to near 1; at
+    small t each z_t's own row dominates and the estimate is the sample's own e - x."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (64, 2))
+    batch_mix = toy.GaussianMixture(np.asarray(x), np.full(64, 1e-6), np.full(64, 1 / 64))
+    z = 1.5 * jax.random.normal(jax.random.PRNGKey(1), (64, 2))
+    for tv in (0.02, 0.3, 0.7, 0.98):
+        t = jnp.full((64,), tv)
+        want = (z - batch_mix.denoiser(z / (1 - t)[:, None], t / (1 - t))) / t[:, None]
+        np.testing.assert_allclose(np.asarray(mf.batch_velocity(x, z, t)), np.asarray(want), rtol=1e-3, atol=1e-3,
+                                   err_msg=str(tv))
+    e = jax.random.normal(jax.random.PRNGKey(2), (64, 2))
+    t = jnp.full((64,), 1e-3)
+    zt = (1 - t[:, None]) * x + t[:, None] * e
+    np.testing.assert_allclose(np.asarray(mf.batch_velocity(x, zt, t)), np.asarray(e - x), atol=1e-2)
+
+
 def test_jvp_tangent_matches_central_difference():
     c = helpers.config("meanflow_toy")
     m = mf.Method(c)
