@@ -13,7 +13,7 @@ the MeanFlow identity u = v - (t - r) du/dt as the (stop-gradient) target.
   class (zero one-hot) on plain v. Sampling is then 1-NFE with the guidance built in.
 * ``v_hat="batch"``: v in the target is the minibatch's marginal velocity E[e - x | z_t]
   (``batch_velocity``; Xu et al. 2023's stable target field, as cm_toy's CT) instead of the one
-  sample's e - x: on the random-mixture family it cuts the error 2-3x (docs/benchmarks.md).
+  sample's e - x: on the random-mixture family it cuts the 1-NFE error 1.7-2.6x (docs/benchmarks.md).
 * Sampling: z_r = z_t - (t - r) u(z_t, r, t) on a uniform grid 1 -> 0; 1 step = 1 NFE.
 
 The network: genmod's backbones take one noise label, so ``AverageVelocity`` gives the backbone
