@@ -57,7 +57,7 @@ def defaults():
         sigma_min=0.002, sigma_max=80.0, rho=7.0, sigma_data=0.5, num_levels=1000,
         min_step=20, max_step=980,             # DM loss: t ~ U{20..980} (0.02 / 0.98 of the grid)
         P_mean=-1.2, P_std=1.2,                # vsd: lognormal sigma (Diff-Instruct's EDM setting)
-        gan_max_step=1000,                     # diffusion GAN: u ~ U{0..gan_max_step-1}
+        gan_max_step=1000,                     # diffusion GAN: u ~ U{0..gan_max_step-1} (8x8 digits: 250)
         ttur=5,                                # critic updates per generator update
         gen_steps=1, gen_sigmas=(),            # K-step generator; () = DMD2's grid indices
         backsim=True,                          # K > 1: backward simulation
