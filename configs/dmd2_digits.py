@@ -19,7 +19,8 @@ generator updates), ~15 min on 2 CPU cores. Two changes from DMD2 carry it to di
   real data never reach the generator; on low noise it learns (1.28 at step 1,000).
 Measured (FD_digits of 898 samples vs 899 digits, teacher retrained 2026-12-04: Heun-35 2.11,
 real vs real 2.34; docs/benchmarks.md "DMD2 on digits"): DMD2 1 step 3.16 after 3,000 steps
-(precision 0.75, recall 0.94; 1.50x the teacher), 3.36 after 2,000. ``:paper`` (TTUR 2, gen lr
+(precision 0.75, recall 0.94; 1.50x the teacher), 3.36 after 2,000; ``:fkl`` (f-distill,
+forward KL, same recipe) 3.10 (0.75 / 0.93; 1.47x). ``:paper`` (TTUR 2, gen lr
 2e-4, GAN over the whole grid at 3e-3 / 1e-2, no regression, 2,000 steps): 5.98 (precision 0.78,
 recall 0.83; docs/RESULTS.md before 2026-12-04).
 """
