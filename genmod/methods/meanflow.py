@@ -109,10 +109,9 @@ def batch_velocity(x, z, t, labels=None):
     """The marginal velocity E[e - x | z_t] when x is uniform over the minibatch's rows (Xu et
     al. 2023's stable target field): (z_t - E[x | z_t]) / t with the batch posterior of
     ``cm.batch_posterior_mean`` at sigma = t / (1 - t), on y = z_t / (1 - t)."""
-    tb = _bcast(t, z)
-    one_m = jnp.maximum(1 - tb, 1e-6)
-    x_hat = cm.batch_posterior_mean(x, z / one_m, t / jnp.maximum(1 - t, 1e-6), labels)
-    return (z - x_hat) / tb
+    one_m = jnp.maximum(1 - t, 1e-6)
+    x_hat = cm.batch_posterior_mean(x, z / _bcast(one_m, z), t / one_m, labels)
+    return (z - x_hat) / _bcast(t, z)
 
 
 def meanflow_sample(u, z, steps=1):
