@@ -63,6 +63,9 @@ RUNS = [
     Run("vsd", "dmd2_toy", (1,), "VSD / Diff-Instruct", (("dmd2.loss", "vsd"), ("dmd2.gan_gen_weight", "0.0"),
         ("dmd2.gan_critic_weight", "0.0"), ("total_steps", "1540")), role="student"),  # DisBack's base, same steps
     Run("disback", "disback_toy", (1,), "DisBack (VSD base)", role="student"),
+    Run("meanflow", "meanflow_toy", (1, 2), "MeanFlow"),
+    Run("sct", "scm_toy", (1, 2), "sCT"),
+    Run("scd", "scm_toy:scd", (1, 2), "sCD (exact teacher)", role="student"),
     # CDRL / DRL: the NFE column is Langevin steps per level (6 levels; 0 = initializer alone)
     Run("cdrl", "cdrl_toy", (0, 1, 2, 4), "CDRL (initializer + Langevin steps/level)"),
     Run("drl", "drl_toy", (1, 2, 4), "DRL (Langevin steps/level only)"),
@@ -71,6 +74,10 @@ RUNS = [
     Run("dmd2_digits", "dmd2_digits", (1,), "DMD2", (("teacher.workdir", "{root}/edm_digits"),), "digits", "student"),
     Run("fdistill_kl_digits", "dmd2_digits:fkl", (1,), "f-distill kl", (("teacher.workdir", "{root}/edm_digits"),),
         "digits", "student"),
+    Run("meanflow_digits", "meanflow_digits", (1, 2), "MeanFlow", group="digits"),
+    Run("sct_digits", "scm_digits", (1, 2), "sCT", group="digits"),
+    Run("scd_digits", "scm_digits:scd", (1, 2), "sCD", (("teacher.workdir", "{root}/edm_digits"),), "digits",
+        "student"),
     Run("crossflow_digits", "crossflow_captions", (1, 2, 5, 10), "CrossFlow (caption -> image, w=3)",
         group="digits"),
     Run("edm_mnist", "quickstart:mnist", (9, 35), "EDM (Heun)", group="mnist", role="teacher"),
@@ -319,8 +326,17 @@ def timing_note(res):
     return note
 
 
+def kept(old, name):
+    """The block between ``<!-- name:start -->`` and ``<!-- name:end -->`` of the previous report,
+    as lines: what this script does not regenerate (``notes:GROUP`` under a group's table,
+    ``notes:throughput`` with hand-run benchmarks, robustness.py's ``robustness``) survives a rerun."""
+    a, b = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    return [old[old.index(a):old.index(b) + len(b)], ""] if a in old and b in old else []
+
+
 def write_md(res, fl, thr, meta, out):
     rel = lambda p: os.path.relpath(p, os.path.dirname(out))  # noqa: E731
+    old = open(out).read() if os.path.exists(out) else ""
     L = ["# Results: every method on one loop, on a laptop", "",
          f"Machine: {meta['machine']}. Date: {meta['date']}. Command: `{meta['command']}` "
          f"({meta['wall_min']:.1f} min{timing_note(res)}). Regenerate with that command; quality numbers "
@@ -355,18 +371,17 @@ def write_md(res, fl, thr, meta, out):
         grids = [f"![{r['run']['label']}](results/{r['grid_png']})" for r in rs.values() if r.get("grid_png")]
         if grids:
             L += ["Samples (largest NFE of each run; seeds 0..):", "", " ".join(grids), ""]
+        L += kept(old, f"notes:{group}")
     rl = ratio_lines(res)
     if rl:
         L += ["## Ratios", "", "| comparison | quality | speed |", "|---|---|---|", *rl, ""]
-    if thr:
-        L += ["## Throughput (each script measures its own baseline in the same run)", ""]
+    if thr or kept(old, "notes:throughput"):
+        L += ["## Throughput (each script measures its own baseline in the same run)", "",
+              *kept(old, "notes:throughput")]
         for t in thr:
             L += [f"`{t['cmd']}` ({t['wall_s']:.0f} s{'' if t['rc'] == 0 else ', FAILED rc=%d' % t['rc']})", "",
                   "```", t["out"], "```", ""]
-    old = open(out).read() if os.path.exists(out) else ""
-    keep = "<!-- robustness:start -->", "<!-- robustness:end -->"  # benchmarks/robustness.py's section
-    if keep[0] in old and keep[1] in old:
-        L += ["", old[old.index(keep[0]):old.index(keep[1]) + len(keep[1])], ""]
+    L += ["", *kept(old, "robustness")]  # benchmarks/robustness.py's section
     with open(out, "w") as f:
         f.write("\n".join(L))
 
@@ -411,7 +426,12 @@ def main(argv=None):
         entry["rows"], entry["grid"] = evaluate(r, a.root, a.num, features)
         log("  " + "; ".join(f"nfe {x['nfe']}: " + ", ".join(f"{k} {v:.4g}" for k, v in x.items() if k != "nfe")
                              for x in entry["rows"]))
-    fl = floors(sorted({r["run"]["group"] for r in res.values() if r.get("rows")}), a.num, features)
+    # a partial rerun keeps the stored floors of the groups it did not evaluate: an image group's
+    # floor comes from a freshly trained feature classifier, which differs across machines
+    fl = json.load(open(prev)).get("floors", {}) if want and os.path.exists(prev) else {}
+    now = {r.group for r in runs if res[r.name].get("rows")}
+    fl.update(floors(sorted({r["run"]["group"] for r in res.values() if r.get("rows")
+                             and (r["run"]["group"] in now or r["run"]["group"] not in fl)}), a.num, features))
     thr = [] if a.skip_throughput else throughput([r for r in runs if "train" in res[r.name]], a.root)
     if not thr and want and os.path.exists(prev):
         thr = json.load(open(prev)).get("throughput", [])

@@ -58,7 +58,7 @@ METHODS = [
     Method("meanflow", "meanflow_toy", (1, 2)),
     Method("sct", "scm_toy", (1, 2)),
     Method("scd", "scm_toy:scd", (1, 2)),
-    Method("cdrl", "cdrl_toy", (1,), few_step=False),
+    Method("cdrl", "cdrl_toy", (4,), few_step=False),  # its config's own sample.nfe (Langevin steps per level)
 ]
 MIXTURES = ["ring", "grid"] + [f"random:{i}" for i in range(8)]
 SEEDS = (0, 1)

@@ -80,3 +80,20 @@ def test_robustness_reuses_a_stored_run_across_new_no_op_keys(tmp_path):
     assert not robustness.reusable({"config_sha": "0" * 16}, run, str(tmp_path))  # nothing to compare
     sha = robustness.fingerprint(run, str(tmp_path))
     assert robustness.reusable({"config_sha": sha}, run, str(tmp_path))
+
+
+def test_a_rerun_keeps_the_hand_written_blocks_where_they_were(tmp_path):
+    # docs/RESULTS.md carries text results.py does not regenerate (hand-run throughput benchmarks,
+    # a note under a group's table); before, every partial rerun dropped it
+    out = tmp_path / "RESULTS.md"
+    row = {"nfe": 1, "energy": 0.01, "sample_per_s": 1.0}
+    res = {"edm": {"run": {**vars(results.RUNS[0]), "group": "ring"}, "rows": [row],
+                   "train": {"steps": 1, "batch": 1, "wall_s": 1.0, "train_img_per_s": 1.0, "trained_now": True}}}
+    meta = dict(machine="m", date="d", command="c", wall_min=0.0)
+    notes = {n: f"<!-- {n}:start -->\n{n} text\n<!-- {n}:end -->" for n in ("notes:ring", "notes:throughput")}
+    out.write_text("old table\n" + "\n".join(notes.values()) + "\n<!-- robustness:start -->\nrob\n<!-- robustness:end -->")
+    results.write_md(res, {"ring": 0.001}, [], meta, str(out))
+    md = out.read_text()
+    assert "old table" not in md and all(md.count(v) == 1 for v in notes.values()) and md.count("\nrob\n") == 1
+    assert md.index("| EDM (Heun) |") < md.index(notes["notes:ring"]) < md.index("## Throughput") \
+        < md.index(notes["notes:throughput"]) < md.index("<!-- robustness:start -->")
