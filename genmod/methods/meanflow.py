@@ -54,6 +54,8 @@ def defaults():
         h_dim=64, h_scale=100.0,         # embedding of h = t - r (spread over the sinusoid bands)
         augment_p=0.0,                   # EDM's non-leaky augmentation (net.augment_dim 9)
         v_hat="sample",                  # sample: v = e - x (paper); batch: the minibatch's marginal velocity
+        target="identity",               # identity: v - (t - r) du/dt by JVP (paper); batch_flow: see batch_flow
+        flow_steps=8,                    # batch_flow: Heun steps of the minibatch's ODE from t to r
     ))
 
 
@@ -114,6 +116,30 @@ def batch_velocity(x, z, t, labels=None):
     return (z - x_hat) / _bcast(t, z)
 
 
+def batch_flow(x, z, r, t, steps=8, rho=7.0, labels=None):
+    """The minibatch's own average velocity (z_t - z_r) / (t - r): ``steps`` Heun steps of its
+    probability-flow ODE dz/dt = E[e - x | z_t] (``batch_velocity``) from t down to r, spaced
+    evenly in t^(1/rho) (EDM's spacing: fine near the data, where the batch posterior sharpens);
+    v at z_t where r = t. The regression target of ``target=batch_flow``: the MeanFlow identity
+    integrated exactly over [r, t] for the batch, so no du/dt of the network is bootstrapped."""
+    def v(z, t):
+        return batch_velocity(x, z, t, labels)
+
+    def at(k):  # the batch posterior's softmax is stiff below t ~ 1e-4, where z no longer moves
+        a, b = t ** (1 / rho), jnp.maximum(r, 1e-4) ** (1 / rho)
+        return (a + k / steps * (b - a)) ** rho
+
+    def step(k, z):
+        a, b = at(k), at(k + 1)
+        d = v(z, a)
+        z_e = z + _bcast(b - a, z) * d
+        return z + _bcast(b - a, z) * 0.5 * (d + v(z_e, b))
+
+    z_r = jax.lax.fori_loop(0, steps, step, z)
+    h = t - r
+    return jnp.where(_bcast(h > 1e-4, z), (z - z_r) / _bcast(jnp.maximum(h, 1e-4), z), v(z, t))
+
+
 def meanflow_sample(u, z, steps=1):
     """z_r = z_t - (t - r) u(z_t, r, t) on t = 1, ..., 0 (``steps`` network evaluations)."""
     ts = [1.0 - i / steps for i in range(steps + 1)]
@@ -137,6 +163,8 @@ class Method(method.Method):
                                          f"{c.ratio}, {c.norm_eps}, {c.h_dim}")
         if c.get("v_hat", "sample") not in ("sample", "batch"):
             raise config_lib.ConfigError(f"unknown meanflow.v_hat {c.v_hat!r}: use sample or batch")
+        if c.get("target", "identity") not in ("identity", "batch_flow"):
+            raise config_lib.ConfigError(f"unknown meanflow.target {c.target!r}: use identity or batch_flow")
         if c.tr_sampler not in ("v0", "v1"):
             raise config_lib.ConfigError(f"unknown meanflow.tr_sampler {c.tr_sampler!r}: use v0 or v1")
         if c.augment_p and config.net.get("augment_dim", 0) != augment.LABEL_DIM:
@@ -183,8 +211,15 @@ class Method(method.Method):
         if labels is not None:  # guidance from the current weights, no gradient
             v, labels = self.guided_velocity(state.params["net"], z, t, v, labels, k_cfg)
 
+        flow = c.get("target", "identity") == "batch_flow"
+        if flow:
+            u_flow = batch_flow(x, z, r, t, c.flow_steps, labels=method.onehot(batch, self.num_classes))
+
         def loss_fn(p):
-            u_pred, u_tgt = meanflow_target(self.u_fn(p, labels, k_drop, aug), z, r, t, v)
+            if flow:
+                u_pred, u_tgt = self.u_fn(p, labels, k_drop, aug)(z, r, t), u_flow
+            else:
+                u_pred, u_tgt = meanflow_target(self.u_fn(p, labels, k_drop, aug), z, r, t, v)
             loss, d2 = adaptive_loss(u_pred, u_tgt, c.norm_p, c.norm_eps)
             return loss.mean(), d2.mean()
 
