@@ -14,6 +14,11 @@ the MeanFlow identity u = v - (t - r) du/dt as the (stop-gradient) target.
 * ``v_hat="batch"``: v in the target is the minibatch's marginal velocity E[e - x | z_t]
   (``batch_velocity``; Xu et al. 2023's stable target field, as cm_toy's CT) instead of the one
   sample's e - x: on the random-mixture family it cuts the 1-NFE error 1.7-2.6x (docs/benchmarks.md).
+* ``target="batch_flow"``: no JVP; the target is the minibatch's own average velocity
+  (z_t - z_r) / (t - r), Heun steps of the batch's probability-flow ODE (``batch_flow``): the
+  identity integrated exactly for the batch, nothing of the network bootstrapped. On the 2-D
+  random-mixture family this is what holds at 1 NFE (meanflow_toy); with a batch of 64 images
+  the batch posterior is nearly one-hot below high noise, so image configs keep the identity.
 * Sampling: z_r = z_t - (t - r) u(z_t, r, t) on a uniform grid 1 -> 0; 1 step = 1 NFE.
 
 The network: genmod's backbones take one noise label, so ``AverageVelocity`` gives the backbone
