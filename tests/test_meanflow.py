@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genmod import sample, toy, train
+from genmod import config_lib, sample, toy, train
 from genmod.methods import meanflow as mf
 from tests import helpers
 
@@ -84,7 +84,7 @@ def test_batch_flow_is_the_average_velocity_of_the_batch_ode():
 
 
 def test_jvp_tangent_matches_central_difference():
-    c = helpers.config("meanflow_toy")
+    c = helpers.config("meanflow_toy:paper")
     m = mf.Method(c)
     k = jax.random.split(jax.random.PRNGKey(0), 5)
     n = 64
@@ -108,7 +108,7 @@ def test_jvp_tangent_matches_central_difference():
 
 
 def test_guided_velocity_is_the_papers_mixture():
-    c = helpers.config("meanflow_toy")
+    c = helpers.config("meanflow_toy:paper")
     with c.unlocked():
         c.data.num_classes = 3
         c.meanflow.omega, c.meanflow.kappa, c.meanflow.class_drop = 2.0, 0.25, 0.5
@@ -125,6 +125,10 @@ def test_guided_velocity_is_the_papers_mixture():
     ref = 2.0 * v + 0.25 * m.u_fn(p, lab)(z, t, t) + (1 - 2.0 - 0.25) * m.u_fn(p, None)(z, t, t)
     np.testing.assert_allclose(np.asarray(v_g)[~drop], np.asarray(ref)[~drop], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(v_g)[drop], np.asarray(v)[drop])
+    with c.unlocked():  # the batch-flow target has no guided form: one clear error
+        c.meanflow.target = "batch_flow"
+    with pytest.raises(config_lib.ConfigError, match="unconditional"):
+        mf.Method(c)
 
 
 @pytest.mark.slow  # ~45 s: at 400 steps the 1-NFE result still swings with the seed (0.03-0.17)

@@ -170,6 +170,9 @@ class Method(method.Method):
             raise config_lib.ConfigError(f"unknown meanflow.v_hat {c.v_hat!r}: use sample or batch")
         if c.get("target", "identity") not in ("identity", "batch_flow"):
             raise config_lib.ConfigError(f"unknown meanflow.target {c.target!r}: use identity or batch_flow")
+        if c.get("target", "identity") == "batch_flow" and self.num_classes:
+            raise config_lib.ConfigError("meanflow.target=batch_flow is unconditional: CFG-in-training needs the "
+                                         "identity target (meanflow.target=identity)")
         if c.tr_sampler not in ("v0", "v1"):
             raise config_lib.ConfigError(f"unknown meanflow.tr_sampler {c.tr_sampler!r}: use v0 or v1")
         if c.augment_p and config.net.get("augment_dim", 0) != augment.LABEL_DIM:
@@ -210,19 +213,18 @@ class Method(method.Method):
         t, r = sample_tr(k_tr, x.shape[0], c)
         e = jax.random.normal(k_e, x.shape)
         z, v = (1 - _bcast(t, x)) * x + _bcast(t, x) * e, e - x
-        if c.get("v_hat", "sample") == "batch":
+        flow = c.get("target", "identity") == "batch_flow"
+        if flow:  # the regression target, fixed before the network is called
+            v = batch_flow(x, z, r, t, c.flow_steps)
+        elif c.get("v_hat", "sample") == "batch":
             v = batch_velocity(x, z, t, labels)
 
         if labels is not None:  # guidance from the current weights, no gradient
             v, labels = self.guided_velocity(state.params["net"], z, t, v, labels, k_cfg)
 
-        flow = c.get("target", "identity") == "batch_flow"
-        if flow:
-            u_flow = batch_flow(x, z, r, t, c.flow_steps, labels=method.onehot(batch, self.num_classes))
-
         def loss_fn(p):
             if flow:
-                u_pred, u_tgt = self.u_fn(p, labels, k_drop, aug)(z, r, t), u_flow
+                u_pred, u_tgt = self.u_fn(p, labels, k_drop, aug)(z, r, t), v
             else:
                 u_pred, u_tgt = meanflow_target(self.u_fn(p, labels, k_drop, aug), z, r, t, v)
             loss, d2 = adaptive_loss(u_pred, u_tgt, c.norm_p, c.norm_eps)
