@@ -381,7 +381,7 @@ def write_md(res, fl, thr, meta, out):
         for t in thr:
             L += [f"`{t['cmd']}` ({t['wall_s']:.0f} s{'' if t['rc'] == 0 else ', FAILED rc=%d' % t['rc']})", "",
                   "```", t["out"], "```", ""]
-    L += ["", *kept(old, "robustness")]  # benchmarks/robustness.py's section
+    L += kept(old, "robustness")  # benchmarks/robustness.py's section
     with open(out, "w") as f:
         f.write("\n".join(L))
 

@@ -61,15 +61,3 @@ def test_dmd2_toy_keeps_the_rare_mode_of_an_unseen_mixture(tmp_path):
     print(f"dmd2_toy on random:1: modes {int(sum(rec))}/{len(rec)}, off-mode {off:.3f}, energy {e:.4f}")
     assert all(rec) and off <= 0.05, (rec, off)
 
-
-@pytest.mark.slow  # ~30 s; issue #21's method (the fast set holds issue #16's few-step methods)
-def test_meanflow_toy_keeps_every_mode_of_an_unseen_mixture_at_one_nfe(tmp_path):
-    # gmm:random:1 (three modes, one of 2%), STEPS of meanflow_toy's 5,000 (the cool-down rescales).
-    # The paper's JVP identity (meanflow_toy:paper) loses the 2% mode at its full 3,000 steps
-    # (11.4x the exact sampler's energy); t's logit mean at -0.6 (the official sampler) loses it too
-    rec, off, e = _modes(tmp_path, "meanflow_toy", "random:1", total_steps=MF_STEPS)
-    print(f"meanflow_toy, {MF_STEPS} steps on random:1: modes {int(sum(rec))}/{len(rec)}, off-mode {off:.3f}, energy {e:.4f}")
-    assert all(rec) and off <= 0.05, (rec, off)
-
-
-MF_STEPS = 1000
