@@ -14,10 +14,10 @@ map: gmm:random:0 3.3x the exact Heun-35 sampler's energy, 19% of samples betwee
 earlier level matches the true noisy marginal); at 6,000: 2.8x, 5.7% (random:1 lost its 2% mode at
 2,000, keeps it at 6,000). Measured (benchmarks/robustness.py, 4,000 samples vs 4,000 mixture
 points, seed 0): ring 0.0026 (2.3x Heun-35, off-mode 0.5%), random:5 3.4x (1.2%), random:1 4.9x (0.6%).
-Earlier measurements at 2,000 steps (2000 seeds vs 2000 ring points): energy distance 0.006 with
-K = 4 (untrained ~4.4). Fewer steps per level when sampling (``--nfe``): 2 -> 0.005, 1 -> 0.006,
-initializer alone (0) -> 0.008; ``drl_toy`` trained the same way without the initializer:
-4 -> 0.003, 2 -> 0.010, 1 -> 0.114. The initializer makes short
+docs/RESULTS.md (2048 seeds vs 2048 ring points): energy distance 0.0054 with K = 4 (untrained
+~4.4); fewer steps per level when sampling (``--nfe``): 2 -> 0.0030, 1 -> 0.0032, initializer
+alone (0) -> 0.0036; ``drl_toy`` trained the same way without the initializer: 4 -> 0.0031,
+2 -> 0.0078, 1 -> 0.052 (at 2,000 steps CDRL 0.0060 / 0.0043 / 0.0049 / 0.0075). The initializer makes short
 chains suffice (the paper's claim; ``tests/test_cdrl.py`` asserts it at 400 steps: 1 step
 0.024 vs DRL 0.243); at the full K = 4 plain DRL is as good or better on this 2-D toy.
 The official ``toy_example.py`` instead uses a constant c and b2 = 2e-3 on data spanning +-8;
