@@ -16,9 +16,11 @@ batch-flow target has no bootstrapping; then each (r, t) is learned only from it
 and 1 NFE needs t near 1: lognorm(-0.6, 1.6) draws t > 0.9 4% of the time and lost random:1's 2%
 mode, lognorm(0.4, 1.6) draws it 13% and keeps it. The adaptive weight still matters (p = 0,
 plain l2: 14.5% of random:0's samples between modes).
-Measured (benchmarks/robustness.py, 4,000 samples, seed 0): random:1 1 / 2 NFE 0.69x / 0.63x
-Heun-35, every mode, 0.9% off-mode; random:0 0.64x / 0.59x, every mode, 3.4% (the paper's recipe,
-``:paper``: 11.4x / 19.7x and 8.4x / 4.2x).
+Measured (benchmarks/robustness.py, 4,000 samples): ring, grid and gmm:random:0..7, seeds 0 and
+1, all 20 runs pass issue #16's bar at 1 and 2 NFE: every mode, 1 NFE 0.35-1.70x Heun-35 (median
+0.78x), 2 NFE 0.20-1.22x, off-mode <= 3.9%, final <= 1.19x the best of the last five; random:1 /
+random:0 seed 0 at 1 NFE 0.69x / 0.64x (``:paper``: 11.4x / 8.4x, modes lost). Ring (docs/RESULTS.md,
+2,048 samples): 0.0017 / 0.0016 at 1 / 2 NFE.
 ``:paper`` (the earlier default): the JVP identity with the shared toy recipe (3x256 MLP, batch
 512, Adam 2e-3, 3,000 steps), v1 sampler t ~ lognorm(-0.6, 1.6), r = min(t, r'), r' ~
 lognorm(-4.0, 1.6), 75% r != t, p = 0.75, c = 1e-3; ring 0.0053 at 1 and 2 NFE (1,000 samples vs
