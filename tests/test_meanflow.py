@@ -133,7 +133,8 @@ def test_guided_velocity_is_the_papers_mixture():
 
 @pytest.mark.slow  # ~45 s: at 400 steps the 1-NFE result still swings with the seed (0.03-0.17)
 def test_short_toy_training_learns_one_step_sampling():
-    # the paper's JVP identity (meanflow_toy:paper); the default's batch-flow target: test_robustness.py
+    # the paper's JVP identity (meanflow_toy:paper); the default's batch-flow target is checked by
+    # test_batch_flow_is_the_average_velocity_of_the_batch_ode and benchmarks/robustness.py
     wd = tempfile.mkdtemp()
     c = helpers.config("meanflow_toy:paper", total_steps=1000, ckpt_every=1000, log_every=1000, sample_every=0,
                        num_preview=0, keep=5, mesh={"data": 1}, batch_size=256)
