@@ -111,14 +111,13 @@ def current(res, root, extra=(), steps=None):
 
 def reusable(ev, run, root, steps=None):
     """A stored evaluation stands for today's config when its hash matches, or when the config it
-    ran with (kept in the entry; before 2026-12-04 only in the workdir's config.json) differs from
-    today's resolution only by keys added since, which by genmod's rule for new keys (absent = the
-    behaviour before the key) ran as their defaults do: a new no-op option does not throw away
-    finished runs, even on a machine without the checkpoints."""
+    ran with (kept in the entry) differs from today's resolution only by keys added since, which by
+    genmod's rule for new keys (absent = the behaviour before the key) ran as their defaults do: a
+    new no-op option does not throw away finished runs, even on a machine without the checkpoints.
+    Never the workdir's config.json: a newer run of the same name may be training there."""
     if ev.get("config_sha") == fingerprint(run, root, steps):
         return True
-    path = os.path.join(root, run.name, "config.json")
-    old = ev.get("config") or (json.load(open(path)) if os.path.exists(path) else None)
+    old = ev.get("config")
 
     def within(old, new):
         if isinstance(old, dict) and isinstance(new, dict):
