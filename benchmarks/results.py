@@ -375,9 +375,9 @@ def write_md(res, fl, thr, meta, out):
     rl = ratio_lines(res)
     if rl:
         L += ["## Ratios", "", "| comparison | quality | speed |", "|---|---|---|", *rl, ""]
-    if thr or kept(old, "notes:throughput"):
-        L += ["## Throughput (each script measures its own baseline in the same run)", "",
-              *kept(old, "notes:throughput")]
+    notes = kept(old, "notes:throughput")
+    if thr or notes:
+        L += ["## Throughput (each script measures its own baseline in the same run)", "", *notes]
         for t in thr:
             L += [f"`{t['cmd']}` ({t['wall_s']:.0f} s{'' if t['rc'] == 0 else ', FAILED rc=%d' % t['rc']})", "",
                   "```", t["out"], "```", ""]

@@ -60,4 +60,3 @@ def test_dmd2_toy_keeps_the_rare_mode_of_an_unseen_mixture(tmp_path):
     rec, off, e = _modes(tmp_path, "dmd2_toy", "random:1")
     print(f"dmd2_toy on random:1: modes {int(sum(rec))}/{len(rec)}, off-mode {off:.3f}, energy {e:.4f}")
     assert all(rec) and off <= 0.05, (rec, off)
-

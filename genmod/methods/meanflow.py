@@ -121,14 +121,15 @@ def batch_velocity(x, z, t, labels=None):
     return (z - x_hat) / _bcast(t, z)
 
 
-def batch_flow(x, z, r, t, steps=8, rho=7.0, labels=None):
+def batch_flow(x, z, r, t, steps=8, rho=7.0):
     """The minibatch's own average velocity (z_t - z_r) / (t - r): ``steps`` Heun steps of its
     probability-flow ODE dz/dt = E[e - x | z_t] (``batch_velocity``) from t down to r, spaced
     evenly in t^(1/rho) (EDM's spacing: fine near the data, where the batch posterior sharpens);
     v at z_t where r = t. The regression target of ``target=batch_flow``: the MeanFlow identity
-    integrated exactly over [r, t] for the batch, so no du/dt of the network is bootstrapped."""
+    integrated exactly over [r, t] for the batch, so no du/dt of the network is bootstrapped.
+    Unconditional (a labelled batch's posterior would need a per-class flow and CFG)."""
     def v(z, t):
-        return batch_velocity(x, z, t, labels)
+        return batch_velocity(x, z, t)
 
     def at(k):  # the batch posterior's softmax is stiff below t ~ 1e-4, where z no longer moves
         a, b = t ** (1 / rho), jnp.maximum(r, 1e-4) ** (1 / rho)
