@@ -111,20 +111,47 @@ def current(res, root, extra=(), steps=None):
 
 def reusable(ev, run, root, steps=None):
     """A stored evaluation stands for today's config when its hash matches, or when the config it
-    ran with (kept in the entry) differs from today's resolution only by keys added since, which by
-    genmod's rule for new keys (absent = the behaviour before the key) ran as their defaults do: a
-    new no-op option does not throw away finished runs, even on a machine without the checkpoints.
-    Never the workdir's config.json: a newer run of the same name may be training there."""
+    ran with (kept in the entry) differs from today's resolution only by keys added since that
+    today's config leaves at their defaults: by genmod's rule for new keys (absent = the behaviour
+    before the key, which is the key's default) such a run ran as today's would. A new no-op option
+    does not throw away finished runs, even on a machine without the checkpoints; a config that
+    sets a new key away from its default (or one whose default is not known) retrains. Never the
+    workdir's config.json: a newer run of the same name may be training there."""
     if ev.get("config_sha") == fingerprint(run, root, steps):
         return True
     old = ev.get("config")
+    if old is None:
+        return False
+    new = json.loads(results.load_config(run, root, steps).to_json())
+    defaults = key_defaults(new.get("method"))
 
-    def within(old, new):
+    def within(old, new, path=()):
         if isinstance(old, dict) and isinstance(new, dict):
-            return all(k in new and within(v, new[k]) for k, v in old.items())
+            return (all(k in new and within(v, new[k], path + (k,)) for k, v in old.items())
+                    and all(defaults.get(path + (k,), object()) == v for k, v in new.items() if k not in old))
         return old == new
 
-    return old is not None and within(old, json.loads(results.load_config(run, root, steps).to_json()))
+    return within(old, new)
+
+
+def key_defaults(method):
+    """{key path: default} of the keys whose defaults genmod states: config_lib.base() and the
+    method module's ``defaults()`` block (config.<method>), as JSON values."""
+    import importlib
+
+    from genmod import config_lib
+
+    def flat(d, path=()):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, path + (k,)) if isinstance(v, dict) else {path + (k,): v})
+        return out
+
+    out = flat(json.loads(config_lib.base().to_json()))
+    mod = importlib.import_module(f"genmod.methods.{method}") if method and "." not in method else None
+    if mod is not None and hasattr(mod, "defaults"):
+        out.update(flat({method: json.loads(mod.defaults().to_json())}))
+    return out
 
 
 def save_run(store, name, ev):

@@ -65,16 +65,20 @@ def test_robustness_report_and_results_keep_its_section(tmp_path):
 
 
 def test_robustness_reuses_a_stored_run_across_new_no_op_keys(tmp_path):
-    """A stored evaluation stays current when today's config only adds keys (absent = the old
-    behaviour), from the config kept in the entry, with no workdir; a changed value retrains."""
+    """A stored evaluation stays current when today's config only adds keys it leaves at their
+    defaults (absent = the old behaviour = the default), from the config kept in the entry, with
+    no workdir; a new key set away from its default, or a changed value, retrains."""
     import robustness
 
     m = robustness.METHODS[[x.name for x in robustness.METHODS].index("cd")]
     run = robustness.run_of(m, "random:1", 0, 400)
     now = json.loads(results.load_config(run, str(tmp_path)).to_json())
     old = json.loads(json.dumps(now))
-    del old["cm"]["cd_substeps"]  # a key the run predates
+    del old["cm"]["huber_c"]  # a key the run predates, at its default in cd_toy
     assert robustness.reusable({"config_sha": "0" * 16, "config": old}, run, str(tmp_path))
+    del old["cm"]["cd_substeps"]  # cd_toy sets it to 2: a run without it ran with the default, 1
+    assert not robustness.reusable({"config_sha": "0" * 16, "config": old}, run, str(tmp_path))
+    old["cm"]["cd_substeps"] = now["cm"]["cd_substeps"]
     old["cm"]["cd_span"] = 3  # a setting that differs
     assert not robustness.reusable({"config_sha": "0" * 16, "config": old}, run, str(tmp_path))
     assert not robustness.reusable({"config_sha": "0" * 16}, run, str(tmp_path))  # nothing to compare
