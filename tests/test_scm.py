@@ -72,6 +72,29 @@ def test_jvp_tangent_is_cos_t_times_the_finite_difference_of_f():
                                rtol=1e-5)
 
 
+def test_batch_velocity_is_the_pf_ode_of_the_minibatch():
+    """sCT's ``velocity=batch``: the PF-ODE of x0 uniform over the batch's rows, i.e. of a mixture
+    of (nearly) point masses there, against its closed-form denoiser; the one-sample velocity
+    differs from it by the spread of x0 given x_t."""
+    c = helpers.config("scm_toy", scm__velocity="batch")
+    m = scm.Method(c)
+    with jax.enable_x64(True):
+        n = 64
+        x0 = jnp.asarray(MIX.sample_np(0, n)[0], jnp.float64)
+        z = SD * jax.random.normal(jax.random.PRNGKey(0), (n, 2), jnp.float64)
+        t = jnp.linspace(0.1, 1.4, n)
+        x = jnp.cos(t)[:, None] * x0 + jnp.sin(t)[:, None] * z
+        v = m.velocity(x0, z, x, t, None, None)
+        deltas = toy.GaussianMixture(np.asarray(x0), np.full(n, 1e-5), np.full(n, 1.0 / n))
+        D = deltas.denoiser(x / jnp.cos(t)[:, None], SD * jnp.tan(t))
+        np.testing.assert_allclose(np.asarray(v), np.asarray((jnp.cos(t)[:, None] * x - D) / jnp.sin(t)[:, None]),
+                                   rtol=1e-6, atol=1e-8)
+        one = jnp.cos(t)[:, None] * z - jnp.sin(t)[:, None] * x0
+        assert float(jnp.abs(one - v).max()) > 0.1
+    with pytest.raises(Exception, match="velocity=batch is sCT's"):
+        scm.Method(helpers.config("scm_toy:scd", scm__velocity="batch"))
+
+
 def test_trigflow_matches_edm_preconditioning():
     """The backbone's output is -F, so an EDM backbone with c_noise=edm is the same denoiser."""
     from genmod import edm, nets
