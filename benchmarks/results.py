@@ -111,18 +111,59 @@ def load_config(run, root, steps=None):
     return c
 
 
+def same_behaviour(old, new):
+    """Whether a run made with config ``old`` (JSON) stands for one made with ``new`` today: equal,
+    except keys added since that ``new`` leaves at their defaults (genmod's rule for new keys:
+    absent = the behaviour before the key = its default). A new key set away from its default,
+    or one whose default is not known, does not."""
+    defaults = key_defaults(new.get("method"))
+
+    def within(old, new, path=()):
+        if isinstance(old, dict) and isinstance(new, dict):
+            return (all(k in new and within(v, new[k], path + (k,)) for k, v in old.items())
+                    and all(defaults.get(path + (k,), object()) == v for k, v in new.items() if k not in old))
+        return old == new
+
+    return within(old, new)
+
+
+def key_defaults(method):
+    """{key path: default} of the keys whose defaults genmod states: config_lib.base() and the
+    method module's ``defaults()`` block (config.<method>), as JSON values."""
+    import importlib
+
+    from genmod import config_lib
+
+    def flat(d, path=()):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, path + (k,)) if isinstance(v, dict) else {path + (k,): v})
+        return out
+
+    out = flat(json.loads(config_lib.base().to_json()))
+    mod = importlib.import_module(f"genmod.methods.{method}") if method and "." not in method else None
+    if mod is not None and hasattr(mod, "defaults"):
+        out.update(flat({method: json.loads(mod.defaults().to_json())}))
+    return out
+
+
 def train_run(run, root, fresh=False, steps=None):
-    """Trains (or finds finished) checkpoints/results/<run>; returns its timing record."""
+    """Trains (or finds finished) checkpoints/results/<run>; returns its timing record. A finished
+    run whose config no longer stands for today's (``same_behaviour``) is trained again."""
     import shutil
 
-    from genmod import train
+    from genmod import config_lib, train
 
     wd = os.path.join(root, run.name)
     rec_path = os.path.join(wd, "results_train.json")
+    if os.path.exists(rec_path) and not fresh:
+        old = json.loads(config_lib.from_json(os.path.join(wd, "config.json")).to_json())
+        if same_behaviour(old, json.loads(load_config(run, root, steps).to_json())):
+            return dict(json.load(open(rec_path)), trained_now=False)
+        log(f"  {wd}: its config changed since it ran: training it again")
+        fresh = True
     if fresh and os.path.isdir(wd):
         shutil.rmtree(wd)
-    if os.path.exists(rec_path):
-        return dict(json.load(open(rec_path)), trained_now=False)
     if os.path.isdir(wd):  # interrupted earlier: restart, so the wall time covers the whole run
         log(f"  {wd}: unfinished earlier run, restarting it")
         shutil.rmtree(wd)

@@ -120,38 +120,7 @@ def reusable(ev, run, root, steps=None):
     if ev.get("config_sha") == fingerprint(run, root, steps):
         return True
     old = ev.get("config")
-    if old is None:
-        return False
-    new = json.loads(results.load_config(run, root, steps).to_json())
-    defaults = key_defaults(new.get("method"))
-
-    def within(old, new, path=()):
-        if isinstance(old, dict) and isinstance(new, dict):
-            return (all(k in new and within(v, new[k], path + (k,)) for k, v in old.items())
-                    and all(defaults.get(path + (k,), object()) == v for k, v in new.items() if k not in old))
-        return old == new
-
-    return within(old, new)
-
-
-def key_defaults(method):
-    """{key path: default} of the keys whose defaults genmod states: config_lib.base() and the
-    method module's ``defaults()`` block (config.<method>), as JSON values."""
-    import importlib
-
-    from genmod import config_lib
-
-    def flat(d, path=()):
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, path + (k,)) if isinstance(v, dict) else {path + (k,): v})
-        return out
-
-    out = flat(json.loads(config_lib.base().to_json()))
-    mod = importlib.import_module(f"genmod.methods.{method}") if method and "." not in method else None
-    if mod is not None and hasattr(mod, "defaults"):
-        out.update(flat({method: json.loads(mod.defaults().to_json())}))
-    return out
+    return old is not None and results.same_behaviour(old, json.loads(results.load_config(run, root, steps).to_json()))
 
 
 def save_run(store, name, ev):
