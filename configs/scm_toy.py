@@ -18,8 +18,10 @@ gmm:random:0 / random:1, seed 0):
 - sCT's velocity is the minibatch's PF-ODE (``scm.velocity=batch``, as cm_toy's CT): with the
   pair's own x0 (``:paper``) sCT lost random:1's 2% mode (18.7x, 2/3 modes); with the batch
   0.28x, 3/3.
-Measured: see docs/RESULTS.md's robustness table (``python benchmarks/robustness.py --methods
-sct,scd``, ~3 min a run on one core) and its ring rows (``benchmarks/results.py --only sct,scd``).
+Measured (``python benchmarks/robustness.py --methods sct,scd --seeds 0``, ~3-4 min a run on one
+core; ring, grid, gmm:random:0..7): every mode on 10/10 at 1 and 2 steps, 1-step energy median
+0.95x / 0.67x Heun-35 (sCT / sCD; worst 2.8x / 3.0x), final = best of the last five; but 6-12%
+of the samples between modes on random:0, 4, 6, 7 (and sCT's random:2), above issue #16's 5%.
 """
 from genmod import config_lib
 from genmod.methods import scm
