@@ -14,8 +14,9 @@ samples against 4,000 fresh mixture points: energy distance, next to the exact t
 sampler at 35 NFE and the real-vs-real floor on the same mixture; mode recall (mode k counts as
 recovered when at least half of its mass w_k lies within 4 of its stds of its mean); off-mode
 mass (farther than 4 stds from every mean); the final checkpoint's energy over the best of the
-last five. The pass bar for few-step methods (issue #16): energy <= 3x Heun-35, every mode,
-off-mode <= 5%, final <= 1.2x best-of-five. It writes a section of docs/RESULTS.md (between
+last five (floored at the real-vs-real energy, below which checkpoints cannot be ranked). The
+pass bar for few-step methods (issue #16): energy <= 3x Heun-35, every mode, off-mode <= 5%,
+final <= 1.2x best-of-five. It writes a section of docs/RESULTS.md (between
 markers that results.py keeps) and docs/results/robustness.png.
 """
 from __future__ import annotations
@@ -176,10 +177,17 @@ def evaluate(run, root, refs):
     return out
 
 
+def final_x_best(ev):
+    """The final checkpoint's energy over the best of its last five, where the best is at least the
+    real-vs-real floor: below the floor the estimator cannot rank checkpoints (cm on gmm:random:1,
+    seed 0: all five at 0.56-0.69x the floor, final / best 1.22)."""
+    return ev["last5"][-1] / max(min(ev["last5"]), ev["floor"]) if ev["last5"] else float("nan")
+
+
 def passes(row, ev):
     return dict(energy=row["energy"] <= BAR["energy_x_heun"] * ev["heun35"], modes=all(row["recall"]),
                 off=row["off_mode"] <= BAR["off_mode"],
-                final=not ev["last5"] or ev["last5"][-1] <= BAR["final_x_best"] * min(ev["last5"]))
+                final=not ev["last5"] or final_x_best(ev) <= BAR["final_x_best"])
 
 
 def report(res, out, meta, docs):
@@ -188,7 +196,8 @@ def report(res, out, meta, docs):
          f"`{meta['command']}` on {meta['machine']}, {meta['date']}. Mixtures: ring, grid and `gmm:random:0..7` "
          "(3-10 modes, one of 2-5% mass, std 0.03-0.12, close to far), exact teacher; 4,000 samples per "
          "evaluation. Bar for few-step methods: energy <= 3x the exact Heun-35 sampler's, every mode "
-         "recovered on >= 90% of runs, off-mode mass <= 5%, final checkpoint <= 1.2x the best of its last five.",
+         "recovered on >= 90% of runs, off-mode mass <= 5%, final checkpoint <= 1.2x the best of its last five "
+         "(or of the real-vs-real floor, where the best is below it: there the estimator cannot rank them).",
          "", "| method | NFE | runs | energy / Heun-35 (median, worst) | runs with every mode | off-mode (worst) "
          "| final / best-of-5 (worst) | passes all |", "|---|---|---|---|---|---|---|---|"]
     by = {}
@@ -200,7 +209,7 @@ def report(res, out, meta, docs):
     for (m, nfe), items in sorted(by.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
         rat = [r["energy"] / ev["heun35"] for r, ev in items]
         allm = [all(r["recall"]) for r, _ in items]
-        fin = [ev["last5"][-1] / min(ev["last5"]) for _, ev in items if ev["last5"]]
+        fin = [final_x_best(ev) for _, ev in items if ev["last5"]]
         ok = [all(passes(r, ev).values()) for r, ev in items]
         ref = "" if next(x for x in METHODS if x.name == m).few_step else " (reference, not held to the bar)"
         L.append(f"| {m} | {nfe} | {len(items)} | {np.median(rat):.2f}, {max(rat):.2f} | {sum(allm)}/{len(allm)} | "
@@ -213,7 +222,7 @@ def report(res, out, meta, docs):
           "|---|---|---|---|---|---|---|---|---|"]
     for key, ev in sorted(res.items()):
         for i, row in enumerate(ev["rows"]):
-            fb = ev["last5"][-1] / min(ev["last5"]) if ev["last5"] else float("nan")
+            fb = final_x_best(ev)
             L.append(f"| {key if i == 0 else ''} | {ev['floor']:.4f} | {ev['heun35']:.4f} | {row['nfe']} | "
                      f"{row['energy']:.4f} | {row['energy'] / ev['heun35']:.2f} | {sum(row['recall'])}/"
                      f"{len(row['recall'])} | {row['off_mode']:.3f} | {fb:.2f} |")

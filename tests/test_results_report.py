@@ -101,3 +101,14 @@ def test_a_rerun_keeps_the_hand_written_blocks_where_they_were(tmp_path):
     assert "old table" not in md and all(md.count(v) == 1 for v in notes.values()) and md.count("\nrob\n") == 1
     assert md.index("| EDM (Heun) |") < md.index(notes["notes:ring"]) < md.index("## Throughput") \
         < md.index(notes["notes:throughput"]) < md.index("<!-- robustness:start -->")
+
+
+def test_robustness_final_vs_best_is_floored_at_real_vs_real():
+    import robustness
+
+    ev = {"floor": 0.5, "last5": [0.30, 0.34, 0.37, 0.32, 0.36]}  # all five under the floor: not rankable
+    assert robustness.final_x_best(ev) == pytest.approx(0.72)
+    ev = {"floor": 0.1, "last5": [0.30, 0.34, 0.37, 0.32, 0.40]}  # above it: the plain ratio, a fail
+    assert robustness.final_x_best(ev) == pytest.approx(0.40 / 0.30)
+    row = {"energy": 0.4, "recall": [True], "off_mode": 0.0}
+    assert not robustness.passes(row, {**ev, "heun35": 1.0})["final"]
