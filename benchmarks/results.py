@@ -24,6 +24,7 @@ Everything is seeded: a rerun reproduces the quality numbers; timings vary with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -471,11 +472,9 @@ def main(argv=None):
     # floor comes from a freshly trained feature classifier, which differs across machines
     fl = json.load(open(prev)).get("floors", {}) if want and os.path.exists(prev) else {}
     now = {r.group for r in runs if res[r.name].get("rows")}
-    fl.update(floors(sorted({r["run"]["group"] for r in res.values() if r.get("rows")
-                             and (r["run"]["group"] in now or r["run"]["group"] not in fl)}), a.num, features))
+    fl_now = floors(sorted({r["run"]["group"] for r in res.values() if r.get("rows")
+                            and (r["run"]["group"] in now or r["run"]["group"] not in fl)}), a.num, features)
     thr = [] if a.skip_throughput else throughput([r for r in runs if "train" in res[r.name]], a.root)
-    if not thr and want and os.path.exists(prev):
-        thr = json.load(open(prev)).get("throughput", [])
     docs = os.path.join(os.path.dirname(a.out), "results")
     os.makedirs(docs, exist_ok=True)
     dev = jax.devices()[0]
@@ -485,11 +484,33 @@ def main(argv=None):
             "command": "python benchmarks/results.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
             "wall_min": (time.perf_counter() - t0) / 60,
             "classifier_accuracy": {g: f.accuracy for g, f in features.items()}}
-    plots(res, docs, f"{meta['machine'].split(', load')[0]} | {meta['date']} | {meta['command']}")
-    with open(os.path.join(docs, "results.json"), "w") as f:
-        json.dump({"meta": meta, "floors": fl, "runs": res, "throughput": thr}, f, indent=1, default=str)
-    write_md(res, fl, thr, meta, a.out)
+    with _locked(os.path.join(docs, "results.json")):
+        if want and os.path.exists(prev):  # merge with rows another results.py stored while this one ran
+            stored, mine = json.load(open(prev)), {r.name: res[r.name] for r in runs}
+            res = {k: v for k, v in stored["runs"].items() if k in {r.name for r in RUNS}}
+            for v in res.values():
+                v.get("train", {})["trained_now"] = False
+            res.update(mine)
+            fl = stored.get("floors", {})
+            thr = thr or stored.get("throughput", [])
+        fl = {**fl, **fl_now}
+        plots(res, docs, f"{meta['machine'].split(', load')[0]} | {meta['date']} | {meta['command']}")
+        with open(os.path.join(docs, "results.json.tmp"), "w") as f:
+            json.dump({"meta": meta, "floors": fl, "runs": res, "throughput": thr}, f, indent=1, default=str)
+        os.replace(os.path.join(docs, "results.json.tmp"), os.path.join(docs, "results.json"))
+        write_md(res, fl, thr, meta, a.out)
     log(f"wrote {a.out} ({meta['wall_min']:.1f} min)")
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive flock on PATH.lock: two results.py runs (one per core) each read the stored
+    rows and write the report in turn, so neither drops the other's rows."""
+    import fcntl
+
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 if __name__ == "__main__":

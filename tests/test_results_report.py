@@ -112,3 +112,27 @@ def test_robustness_final_vs_best_is_floored_at_real_vs_real():
     assert robustness.final_x_best(ev) == pytest.approx(0.40 / 0.30)
     row = {"energy": 0.4, "recall": [True], "off_mode": 0.0}
     assert not robustness.passes(row, {**ev, "heun35": 1.0})["final"]
+
+
+def test_partial_reruns_side_by_side_keep_each_others_rows(tmp_path, monkeypatch):
+    """Two ``results.py --only`` runs, one per core: the one that finishes last must not write back
+    the report it read at its start (that dropped a finished sCD digits row once)."""
+    real = json.load(open(os.path.join(os.path.dirname(results.__file__), "..", "docs", "results", "results.json")))
+    real = real["runs"]
+    out, store = tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "results" / "results.json"
+    store.parent.mkdir(parents=True)
+    store.write_text(json.dumps({"runs": {}, "floors": {}}))  # the report as both start
+
+    def train_run(run, root, fresh=False, steps=None):  # meanwhile the other one stores its edm row
+        store.write_text(json.dumps({"runs": {"edm": real["edm"]}, "floors": {}, "throughput": []}))
+        return dict(real["fm"]["train"])
+
+    monkeypatch.setattr(results, "train_run", train_run)
+    monkeypatch.setattr(results, "evaluate", lambda run, root, n, features: (real["fm"]["rows"], None))
+    results.main(["--only", "fm", "--skip-throughput", "--num", "256", "--root", str(tmp_path / "runs"),
+                  "--out", str(out)])
+    runs = json.load(open(store))["runs"]
+    assert set(runs) == {"edm", "fm"} and runs["edm"]["rows"] == real["edm"]["rows"]
+    assert runs["fm"]["rows"] == real["fm"]["rows"]
+    md = out.read_text()
+    assert "| EDM (Heun) | `edm_toy` |" in md and "| Flow matching (Euler) | `fm_toy` |" in md
