@@ -15,7 +15,10 @@ normalisation c = 0.1, tangent warm-up 10k steps, learned adaptive weight with t
 config_sct_cifar10.py / config_scd_cifar10.py); lr 1e-4 [unverified]. Network: EDM's DDPM++
 55.7M (the paper's CIFAR-10 network is EDM's with modifications not reproduced here); c_noise = t
 (the paper's TrigFlow time input) for sCT, EDM's log(sigma) / 4 for sCD so that the student is the
-teacher at step 0. Deviations: FastGen initialises sCT from a pretrained EDM network too, here sCT
+teacher at step 0; with that input sigma 20-80 are distinct inputs the student must be trained
+on (on digits, 1-step FD 43 from sigma 80 against 5.0 from sigma 10 at P_std 1.4), so ``:scd``
+draws tau ~ N(-1.0, 1.8^2), FastGen's value for EDM-network checkpoints (1.3% of draws above
+sigma 20; sampling still starts at 80, as FastGen's t_list). Deviations: FastGen initialises sCT from a pretrained EDM network too, here sCT
 starts from scratch; tangent normalisation uses the plain L2 norm of the paper (FastGen divides
 the norm by sqrt(D)). Hardware: not measured (the paper reports no CIFAR-10 budget).
 """
@@ -28,6 +31,7 @@ from genmod.nets import unet
 
 def scd(c):
     c.scm.mode, c.scm.c_noise = "scd", "edm"
+    c.scm.P_std = 1.8  # FastGen's value for an EDM-network student: trains the sigma 20-80 that sampling starts from
     c.teacher = config_lib.ConfigDict(dict(workdir="checkpoints/edm_cifar10", step=0))
     c.net.dropout, c.net.augment_dim = 0.0, 9  # edm_cifar10's network, so the student starts as the teacher
     c.total_steps = 500_000

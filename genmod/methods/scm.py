@@ -52,7 +52,8 @@ def defaults():
         c_noise="t",                       # "t" (TrigFlow) or "edm" (log(sigma_d tan t) / 4)
         warmup_steps=10_000, norm_c=0.1,   # tangent warm-up and normalisation g / (||g|| + c)
         prior_weight=True,                 # lambda(t) = 1 / (sigma_d tan t)
-        adaptive_weight=True,              # learned w(t); False: w = 0 (ablation)
+        adaptive_weight=True,              # learned w(t); False: w = 0 (scm_toy: the weight 1 / E[d^2 | t] destabilises
+                                           # a run whose error gets small; docs/benchmarks.md "sCM, round 3")
         logvar_features=128,               # Fourier features of the adaptive weight's head
         sigma_max=80.0,                    # t_max = arctan(sigma_max / sigma_d): where sampling starts
         sample_ts=(1.1,),                  # intermediate t of multistep sampling (nfe - 1 used)
