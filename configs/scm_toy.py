@@ -28,11 +28,12 @@ sampler's energy on gmm:random:0 / random:1, seed 0):
   the error turns back up at a constant lr (sCD, 8,000 steps: 36% off-mode, 3 of 10 modes lost);
   without it the error falls monotonically and the rate can rise to cm_toy's: random:0
   6.9% -> 4.4% at 1 step, 5.3% -> 2.7% at 2 (docs/benchmarks.md "sCM, round 3").
-Measured (``python benchmarks/robustness.py --methods sct,scd --seeds 0``, ~3-5 min a run on one
-core; ring, grid, gmm:random:0..7): every mode on 10/10 at 1 and 2 steps, 1-step energy median
-0.92x / 0.62x Heun-35 (sCT / sCD; worst 2.8x / 2.5x), final = best of the last five; passing
-issue #16's bar at 1 / 2 steps: sCT 5/10 / 7/10, sCD 8/10 / 9/10 (off-mode 5.3-9.5% on random:0
-and 7, sCT also 2, 4, 6; the bar is 5%).
+Measured (``python benchmarks/robustness.py --methods sct,scd``, ~4 min a run on one core; ring,
+grid, gmm:random:0..7, seeds 0 and 1): every mode on 20/20 runs at 1 and 2 steps, 1-step energy
+median 0.61x / 0.54x Heun-35 (sCT / sCD; worst 2.97x / 2.71x), final = best of the last five;
+passing issue #16's bar at 1 / 2 steps: sCT 14/20 / 20/20, sCD 18/20 / 20/20 (1 step: off-mode
+5.6-7.9% on random:7, sCT also random:0 and 6; the bar is 5%). Ring (docs/RESULTS.md, 2,048
+samples): sCT 0.0018 / 0.0009, sCD 0.0015 / 0.0007 at 1 / 2 steps.
 """
 from genmod import config_lib
 from genmod.methods import scm
