@@ -484,7 +484,7 @@ def main(argv=None):
             "command": "python benchmarks/results.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
             "wall_min": (time.perf_counter() - t0) / 60,
             "classifier_accuracy": {g: f.accuracy for g, f in features.items()}}
-    with _locked(os.path.join(docs, "results.json")):
+    with locked(os.path.join(docs, "results.json")):
         if want and os.path.exists(prev):  # merge with rows another results.py stored while this one ran
             stored, mine = json.load(open(prev)), {r.name: res[r.name] for r in runs}
             res = {k: v for k, v in stored["runs"].items() if k in {r.name for r in RUNS}}
@@ -503,9 +503,10 @@ def main(argv=None):
 
 
 @contextlib.contextmanager
-def _locked(path):
-    """An exclusive flock on PATH.lock: two results.py runs (one per core) each read the stored
-    rows and write the report in turn, so neither drops the other's rows."""
+def locked(path):
+    """An exclusive flock on PATH.lock: two benchmark processes (one per core) each read the
+    stored rows and write them back in turn, so neither drops the other's (results.py's report,
+    robustness.py's store)."""
     import fcntl
 
     with open(path + ".lock", "w") as lock:

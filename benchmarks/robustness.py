@@ -126,10 +126,7 @@ def reusable(ev, run, root, steps=None):
 def save_run(store, name, ev):
     """Adds one run to the store under a lock, merged with what other processes (a study split over
     several cores) wrote meanwhile; atomic replace. Returns the merged runs."""
-    import fcntl
-
-    with open(store + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with results.locked(store):
         runs = json.load(open(store))["runs"] if os.path.exists(store) else {}
         runs[name] = ev
         with open(store + ".tmp", "w") as f:
