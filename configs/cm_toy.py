@@ -60,7 +60,7 @@ def _batch_ct():
     c.cm.sample_sigmas = (80.0, float(cm.karras(7, c.cm.cd_N)))  # 1.088: a grid level (cd_toy's docstring)
     c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256, 256)))
     c.total_steps, c.batch_size = 5000, 512
-    c.optim.net.lr, c.optim.net.cooldown_frac, c.optim.net.b2 = 2e-3, 0.3, 0.99
+    c.optim.net.lr, c.optim.net.cooldown_frac, c.optim.net.b2 = 2e-3, 0.5, 0.99
     c.ema.halflife_img, c.ema.rampup = 100_000.0, 0.05
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 1000, 1000, 2048
     return c

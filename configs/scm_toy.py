@@ -7,8 +7,8 @@ exact analytic teacher (``:scd``).
 
 TrigFlow with the paper's CIFAR-10 values (sigma_d 0.5, tau ~ N(-1.0, 1.4^2), tangent
 normalisation c = 0.1, prior weighting 1 / (sigma_d tan t), 2-step t_mid 1.1) at toy scale:
-tangent warm-up over the first 1,000 of 4,000 steps (paper: 10k), batch 1024 as cm_toy, RAdam
-2e-3 with a 30% linear cool-down, and no learned adaptive weight. Four levers (issue #21,
+tangent warm-up over the first 1,000 of 8,000 steps (paper: 10k) at batch 512, RAdam 2e-3 with a
+30% linear cool-down, and no learned adaptive weight. Five levers (issue #21,
 docs/benchmarks.md "sCM on the random-mixture family" and rounds 2-3; x the exact Heun-35
 sampler's energy on gmm:random:0 / random:1, seed 0):
 - The MLP's time embedding is the paper's low-frequency one (``net.noise_scale=1``: sinusoids of
@@ -28,6 +28,11 @@ sampler's energy on gmm:random:0 / random:1, seed 0):
   the error turns back up at a constant lr (sCD, 8,000 steps: 36% off-mode, 3 of 10 modes lost);
   without it the error falls monotonically and the rate can rise to cm_toy's: random:0
   6.9% -> 4.4% at 1 step, 5.3% -> 2.7% at 2 (docs/benchmarks.md "sCM, round 3").
+- 8,000 steps at batch 512, not 4,000 at 1,024: the same images, twice the updates. The
+  bootstrapped tangent carries what f learns at small t up to large t a little per update, so
+  updates, not images, set how far it gets: off-mode on random:0 / random:7, 1 step, sCT
+  5.9% / 7.6% -> 4.9% / 6.9%, sCD 4.4% / 6.2% -> 3.8% / 4.8%, a quarter less time a run. An EMA
+  target network (``scm.target_mu``) instead diverges (docs/benchmarks.md "sCM, round 4").
 Measured (``python benchmarks/robustness.py --methods sct,scd``, ~4 min a run on one core; ring,
 grid, gmm:random:0..7, seeds 0 and 1): every mode on 20/20 runs at 1 and 2 steps, 1-step energy
 median 0.61x / 0.54x Heun-35 (sCT / sCD; worst 2.97x / 2.71x), final = best of the last five;
@@ -58,7 +63,7 @@ def get_config(arg=None):
     c.sample.nfe = 1
     c.data.source, c.data.shape = "gmm:ring", (2,)
     c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256, 256), noise_scale=1.0))  # as cd_toy, meanflow_toy
-    c.total_steps, c.batch_size = 4000, 1024
+    c.total_steps, c.batch_size = 8000, 512  # twice the updates of 4,000 x 1,024 on the same images (docstring)
     c.scm.adaptive_weight = False  # its 1 / E[d^2 | t] feeds back at toy scale (docstring)
     c.optim.net.name, c.optim.net.lr, c.optim.net.cooldown_frac = "radam", 2e-3, 0.3
     c.ema.halflife_img, c.ema.rampup = 200_000.0, 0.05

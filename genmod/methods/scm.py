@@ -17,6 +17,9 @@ normalisation), and the loss
     lambda(t) / e^{w(t)} / D ||F_theta - F^- - g||^2 + w(t),
 w(t) a learned log-variance (a linear head on fixed Fourier features of c_noise(t), trained with
 the network), lambda(t) = 1 / (sigma_d tan t) the prior weighting (``prior_weight``).
+``target_mu`` > 0 takes F^- and its JVP from an EMA theta^- instead, as discrete CT's target (a
+study lever: on the toy it diverges, 254x the exact sampler's energy; with theta^- != theta the
+loss keeps F_theta - F_theta^-, which the tangent does not cancel).
 
 The backbone's output is -F, so an EDM-trained backbone is a TrigFlow network as it is
 (c_skip = cos^2 t, c_out = sigma_d sin t, c_in = cos t / sigma_d): with ``c_noise=edm``
@@ -39,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from genmod import config_lib, method, nets, teacher as teacher_lib
 from genmod.methods import cm
@@ -59,6 +63,7 @@ def defaults():
         sample_ts=(1.1,),                  # intermediate t of multistep sampling (nfe - 1 used)
         init_from_teacher=True,            # sCD: the student starts from the teacher's weights
         velocity="sample",                 # sCT's dx_t/dt: "sample" (the pair's own x0) or "batch" (Method.velocity)
+        target_mu=0.0,                     # F^- and its JVP from an EMA theta^- of decay mu (0: the paper's stop_gradient(theta))
     ))
 
 
@@ -138,7 +143,8 @@ class Method(method.Method):
                 raise config_lib.ConfigError("scm.init_from_teacher needs scm.c_noise=edm and the teacher's network "
                                              "as config.net (or set scm.init_from_teacher=False)")
             p = {**p, "net": jax.tree.map(jnp.asarray, tp)}
-        return method.new_state(rng, {"net": p}, {"net": self.tx}, ema=("net",))
+        extra = {"target": jax.tree.map(jnp.copy, p)} if self.c.get("target_mu", 0.0) else {}
+        return method.new_state(rng, {"net": p}, {"net": self.tx}, ema=("net",), extra=extra)
 
     def rules(self):
         return {"train": self.train_step}
@@ -172,7 +178,9 @@ class Method(method.Method):
         x = _bcast(jnp.cos(t), x0) * x0 + _bcast(jnp.sin(t), x0) * z
         dxdt = jax.lax.stop_gradient(self.velocity(x0, z, x, t, labels, frozen))
         r = jnp.minimum(1.0, state.step / max(c.warmup_steps, 1))
-        F_minus, g = scm_tangent(lambda x, t: self.F_fn(state.params["net"], labels, k_drop)(x, t)[0],
+        mu = c.get("target_mu", 0.0)
+        p_minus = state.extra["target"] if mu else state.params["net"]
+        F_minus, g = scm_tangent(lambda x, t: self.F_fn(p_minus, labels, k_drop)(x, t)[0],
                                  x, t, dxdt, c.sigma_data, r)
         g = normalize_tangent(g, c.norm_c)
         lam = 1.0 / (c.sigma_data * jnp.tan(t)) if c.prior_weight else 1.0
@@ -186,6 +194,8 @@ class Method(method.Method):
         (loss, d2), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["net"])
         beta = method.ema_decay(state.step, cfg.batch_size, cfg.ema.halflife_img, cfg.ema.rampup)
         state, m = method.apply_update(state, "net", grads, self.tx, self.lr, beta)
+        if mu:
+            state = state.replace(extra={"target": optax.incremental_update(state.params["net"], p_minus, 1 - mu)})
         return method.finish_step(state, {"scm/loss": loss, "scm/sq_err": d2, "scm/warmup": r, **m})
 
     def sample(self, params, keys, frozen, nfe=None):
