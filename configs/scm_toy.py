@@ -33,12 +33,13 @@ sampler's energy on gmm:random:0 / random:1, seed 0):
   updates, not images, set how far it gets: off-mode on random:0 / random:7, 1 step, sCT
   5.9% / 7.6% -> 4.9% / 6.9%, sCD 4.4% / 6.2% -> 3.8% / 4.8%, a quarter less time a run. An EMA
   target network (``scm.target_mu``) instead diverges (docs/benchmarks.md "sCM, round 4").
-Measured (``python benchmarks/robustness.py --methods sct,scd``, ~4 min a run on one core; ring,
-grid, gmm:random:0..7, seeds 0 and 1): every mode on 20/20 runs at 1 and 2 steps, 1-step energy
-median 0.61x / 0.54x Heun-35 (sCT / sCD; worst 2.97x / 2.71x), final = best of the last five;
-passing issue #16's bar at 1 / 2 steps: sCT 14/20 / 20/20, sCD 18/20 / 20/20 (1 step: off-mode
-5.6-7.9% on random:7, sCT also random:0 and 6; the bar is 5%). Ring (docs/RESULTS.md, 2,048
-samples): sCT 0.0018 / 0.0009, sCD 0.0015 / 0.0007 at 1 / 2 steps.
+Measured (``python benchmarks/robustness.py --methods sct,scd``, ~3 min a run on one core; ring,
+grid, gmm:random:0..7, seed 0): every mode on 10/10 runs at 1 and 2 steps, 1-step energy median
+0.63x / 0.46x Heun-35 (sCT / sCD; worst 2.49x / 2.46x), final = best of the last five; passing
+issue #16's bar at 1 / 2 steps: sCT 8/10 / 10/10, sCD 10/10 / 10/10 (sCT at 1 step: off-mode
+5.0% / 6.9% on random:6 / 7; the bar is 5%). Round 3's config (4,000 x 1,024), both seeds:
+sCT 14/20 / 20/20, sCD 18/20 / 20/20. Ring (docs/RESULTS.md, 2,048 samples): sCT 0.0017 /
+0.0008, sCD 0.0015 / 0.0008 at 1 / 2 steps.
 """
 from genmod import config_lib
 from genmod.methods import scm
