@@ -148,9 +148,8 @@ def test_sct_learns_one_step_sampling():
     untrained, one, two = ed(1, 1), ed(None, 1), ed(None, 2)
     print(f"sCT energy distance: untrained {untrained:.4f}, 1-step {one:.4f}, 2-step {two:.4f}")
     # measured 0.0018 / 0.0006 (untrained 0.575; no adaptive weight, lr 2e-3, batch 512; at batch 1,024
-    # 0.0014 / 0.0005); with the learned weight at
-    # lr 3e-4, 0.022-0.025 / 0.0012-0.0013; with the old time embedding (noise_scale 100) and lr
-    # 1e-4, 1-step 0.073 (sCT) / 0.095 (sCD) at this length
+    # 0.0014 / 0.0005); with the learned weight at lr 3e-4, 0.022-0.025 / 0.0012-0.0013; with the old
+    # time embedding (noise_scale 100) and lr 1e-4, 1-step 0.073 (sCT) / 0.095 (sCD) at this length
     assert one < untrained / 150 and two < untrained / 300
 
 
@@ -160,7 +159,6 @@ def test_scd_from_exact_teacher_learns_one_step_sampling():
     untrained, one, two = ed(1, 1), ed(None, 1), ed(None, 2)
     print(f"sCD energy distance: untrained {untrained:.4f}, 1-step {one:.4f}, 2-step {two:.4f}")
     # measured 0.0016 / 0.0005 (untrained 0.575; no adaptive weight, lr 2e-3, batch 512; at batch 1,024
-    # 0.0011 / 0.0005); with the learned weight at
-    # lr 3e-4, 0.022-0.025 / 0.0012-0.0013; with the old time embedding (noise_scale 100) and lr
-    # 1e-4, 1-step 0.073 (sCT) / 0.095 (sCD) at this length
+    # 0.0011 / 0.0005); with the learned weight at lr 3e-4, 0.022-0.025 / 0.0012-0.0013; with the old
+    # time embedding (noise_scale 100) and lr 1e-4, 1-step 0.073 (sCT) / 0.095 (sCD) at this length
     assert one < untrained / 150 and two < untrained / 300

@@ -120,6 +120,7 @@ class Method(method.Method):
         c = self.c = config.scm
         self.shape, self.num_classes = tuple(config.data.shape), config.data.num_classes
         self.v_mode = c.get("velocity", "sample")
+        self.target_mu = c.get("target_mu", 0.0)  # absent: a workdir from before the key
         if c.mode not in ("sct", "scd") or c.c_noise not in ("t", "edm") or self.v_mode not in ("sample", "batch"):
             raise config_lib.ConfigError(f"scm: mode must be sct or scd, c_noise t or edm, velocity sample or batch; "
                                          f"got {c.mode!r}, {c.c_noise!r}, {self.v_mode!r}")
@@ -143,7 +144,7 @@ class Method(method.Method):
                 raise config_lib.ConfigError("scm.init_from_teacher needs scm.c_noise=edm and the teacher's network "
                                              "as config.net (or set scm.init_from_teacher=False)")
             p = {**p, "net": jax.tree.map(jnp.asarray, tp)}
-        extra = {"target": jax.tree.map(jnp.copy, p)} if self.c.get("target_mu", 0.0) else {}
+        extra = {"target": jax.tree.map(jnp.copy, p)} if self.target_mu else {}
         return method.new_state(rng, {"net": p}, {"net": self.tx}, ema=("net",), extra=extra)
 
     def rules(self):
@@ -178,7 +179,7 @@ class Method(method.Method):
         x = _bcast(jnp.cos(t), x0) * x0 + _bcast(jnp.sin(t), x0) * z
         dxdt = jax.lax.stop_gradient(self.velocity(x0, z, x, t, labels, frozen))
         r = jnp.minimum(1.0, state.step / max(c.warmup_steps, 1))
-        mu = c.get("target_mu", 0.0)
+        mu = self.target_mu
         p_minus = state.extra["target"] if mu else state.params["net"]
         F_minus, g = scm_tangent(lambda x, t: self.F_fn(p_minus, labels, k_drop)(x, t)[0],
                                  x, t, dxdt, c.sigma_data, r)
