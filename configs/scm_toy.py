@@ -47,6 +47,7 @@ from genmod.methods import scm
 
 def scd(c):
     c.scm.mode, c.scm.velocity = "scd", "sample"  # the teacher's PF-ODE
+    c.total_steps = 8000  # the exact teacher's velocity: sCD has converged by then (docstring)
     c.teacher = config_lib.ConfigDict(dict(workdir="analytic", step=0))
 
 
@@ -64,9 +65,10 @@ def get_config(arg=None):
     c.sample.nfe = 1
     c.data.source, c.data.shape = "gmm:ring", (2,)
     c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256, 256), noise_scale=1.0))  # as cd_toy, meanflow_toy
-    c.total_steps, c.batch_size = 8000, 512  # twice the updates of 4,000 x 1,024 on the same images (docstring)
+    c.total_steps, c.batch_size = 12_000, 512  # updates, not images, set how far the tangent carries (docstring)
     c.scm.adaptive_weight = False  # its 1 / E[d^2 | t] feeds back at toy scale (docstring)
     c.optim.net.name, c.optim.net.lr, c.optim.net.cooldown_frac = "radam", 2e-3, 0.3
+    c.optim.net.b2 = 0.99  # the paper's RAdam betas (0.9, 0.99), as scm_digits / scm_cifar10 (docstring)
     c.ema.halflife_img, c.ema.rampup = 200_000.0, 0.05
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 2000, 2000, 2048
     return config_lib.apply_presets(c, arg, {"smoke": config_lib.smoke, "scd": scd, "paper": paper})
