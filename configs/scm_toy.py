@@ -6,11 +6,11 @@ exact analytic teacher (``:scd``).
     python -m genmod.launch --config scm_toy:paper     # sCT with the paper's one-sample velocity
 
 TrigFlow with the paper's CIFAR-10 values (sigma_d 0.5, tau ~ N(-1.0, 1.4^2), tangent
-normalisation c = 0.1, prior weighting 1 / (sigma_d tan t), 2-step t_mid 1.1) at toy scale:
-tangent warm-up over the first 1,000 of 8,000 steps (paper: 10k) at batch 512, RAdam 2e-3 with a
-30% linear cool-down, and no learned adaptive weight. Five levers (issue #21,
-docs/benchmarks.md "sCM on the random-mixture family" and rounds 2-3; x the exact Heun-35
-sampler's energy on gmm:random:0 / random:1, seed 0):
+normalisation c = 0.1, prior weighting 1 / (sigma_d tan t), 2-step t_mid 1.1, RAdam betas
+(0.9, 0.99)) at toy scale: tangent warm-up over the first 1,000 of 12,000 steps (sCD: 8,000;
+paper: 10k) at batch 512, RAdam 2e-3 with a 30% linear cool-down, and no learned adaptive weight.
+Six levers (issue #21, docs/benchmarks.md "sCM on the random-mixture family" and rounds 2-5; x
+the exact Heun-35 sampler's energy on gmm:random:0 / random:1, seed 0):
 - The MLP's time embedding is the paper's low-frequency one (``net.noise_scale=1``: sinusoids of
   t up to 1 rad, not 100): the JVP differentiates through it. At 100, sCD reached 22x and sCT
   58x on random:0, and lr 1e-3 collapsed (393x); at 1, 3.6x / 4.1x at 1e-4, and with
@@ -28,18 +28,26 @@ sampler's energy on gmm:random:0 / random:1, seed 0):
   the error turns back up at a constant lr (sCD, 8,000 steps: 36% off-mode, 3 of 10 modes lost);
   without it the error falls monotonically and the rate can rise to cm_toy's: random:0
   6.9% -> 4.4% at 1 step, 5.3% -> 2.7% at 2 (docs/benchmarks.md "sCM, round 3").
-- 8,000 steps at batch 512, not 4,000 at 1,024: the same images, twice the updates. The
-  bootstrapped tangent carries what f learns at small t up to large t a little per update, so
-  updates, not images, set how far it gets: off-mode on random:0 / random:7, 1 step, sCT
-  5.9% / 7.6% -> 4.9% / 6.9%, sCD 4.4% / 6.2% -> 3.8% / 4.8%, a quarter less time a run. An EMA
-  target network (``scm.target_mu``) instead diverges (docs/benchmarks.md "sCM, round 4").
-Measured (``python benchmarks/robustness.py --methods sct,scd``, ~3 min a run on one core; ring,
-grid, gmm:random:0..7, seed 0): every mode on 10/10 runs at 1 and 2 steps, 1-step energy median
-0.63x / 0.46x Heun-35 (sCT / sCD; worst 2.49x / 2.46x), final = best of the last five; passing
-issue #16's bar at 1 / 2 steps: sCT 8/10 / 10/10, sCD 10/10 / 10/10 (sCT at 1 step: off-mode
-5.0% / 6.9% on random:6 / 7; the bar is 5%). Round 3's config (4,000 x 1,024), both seeds:
-sCT 14/20 / 20/20, sCD 18/20 / 20/20. Ring (docs/RESULTS.md, 2,048 samples): sCT 0.0017 /
-0.0008, sCD 0.0015 / 0.0008 at 1 / 2 steps.
+- More updates on the same images: 8,000 steps at batch 512, not 4,000 at 1,024, and 12,000 for
+  sCT. The bootstrapped tangent carries what f learns at small t up to large t a little per
+  update, so updates, not images, set how far it gets: off-mode on random:0 / random:7, 1 step,
+  sCT 5.9% / 7.6% -> 4.9% / 6.9%, sCD 4.4% / 6.2% -> 3.8% / 4.8% (round 4). sCT's velocity, the
+  minibatch posterior, is noisier than sCD's exact teacher: at 8,000 steps its energy was still
+  falling on random:0 seed 1 (0.0108 -> 0.0021 over the last five checkpoints), and 12,000 take
+  the runs still over the bar there to 3.7% / 4.3% (random:0 / 7, seed 1; round 5). An EMA target
+  network (``scm.target_mu``) instead diverges (round 4).
+- The paper's Adam b2 0.99, not 0.999 (round 5): the error is TD-like (the target moves with
+  theta), and b2 0.999 sizes each step by gradients from ~1,000 steps back. sCD on random:0 seed 1
+  ended on a worse checkpoint (final / best 1.34, 5.5% off-mode); with a 50% cool-down it
+  collapsed to one point (1/10 modes: consistency error 0.05 -> 0.27 at step 4,800, never back).
+  At 0.99: 3.5%, final = best; sCT random:7 seed 0 6.9% -> 5.0%, random:6 5.0% -> 3.4%. (In round
+  3, with the learned weight still on, b2 0.99 lost 3 of 10 modes.)
+Measured (``python benchmarks/robustness.py --methods sct,scd``: ring, grid, gmm:random:0..7, two
+seeds, 20 runs each, ~3 / ~2 min a run on one core; docs/RESULTS.md): every mode on every run,
+1-step energy median 0.53x / 0.46x Heun-35 (sCT / sCD; worst 2.68x / 2.49x), off-mode at most
+4.3% / 3.5%, final <= 1.10x best of the last five; both pass issue #16's bar on 20/20 runs at 1
+and at 2 steps. Ring (docs/RESULTS.md, 2,048 samples): sCT 0.0018 / 0.0009, sCD 0.0015 / 0.0008
+at 1 / 2 steps.
 """
 from genmod import config_lib
 from genmod.methods import scm

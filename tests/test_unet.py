@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genmod.nets import unet
 from genmod.nets.unet import SongUNet, ddpmpp_cifar10, ncsnpp_cifar10
 
 jax.config.update("jax_disable_most_optimizations", True)
@@ -114,3 +115,17 @@ def test_bfloat16_compute_keeps_float32_params_and_output():
     out, bott = jax.eval_shape(lambda v: net.apply(v, x, t, y, return_bottleneck=True), variables)
     assert out.dtype == jnp.float32 and out.shape == (2, 8, 8, 3)
     assert bott.dtype == jnp.float32 and bott.shape == (2, 4, 4, 32)
+
+
+def test_conv1x1_derivatives_equal_the_convolutions():
+    """conv1x1's matmul JVP (and the VJP JAX transposes from it) equal lax's convolution's, in
+    forward mode (sCM / MeanFlow), reverse mode and forward-over-reverse."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 16))
+    w = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 16, 24))
+    out = []
+    for f in (lambda x, w: unet._conv(x, w, 0), unet.conv1x1):
+        loss = lambda x, w: (jnp.sin(f(x, w)) ** 2).sum()
+        out.append([jax.jvp(f, (x, w), (0.3 * x, 0.2 * w))[1], jax.jvp(lambda x: f(x, w), (x,), (x,))[1],
+                    *jax.grad(loss, (0, 1))(x, w), jax.jvp(jax.grad(loss), (x, w), (x, w))[1]])
+    for a, b in zip(*out):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4 * float(jnp.abs(a).max()))

@@ -42,6 +42,7 @@ exactly the same distribution. Differences from the original, all deliberate:
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -130,6 +131,32 @@ def upsample(x, taps: Sequence[int]):
     return _depthwise(x, np.ascontiguousarray(f2d), lhs_dilation=2, pad=len(taps) - 1 - pad)
 
 
+def _conv(x, w, pad):
+    return jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@jax.custom_jvp
+def conv1x1(x, w):
+    """A 1x1 convolution whose derivatives are matmuls. The value stays a convolution (as a dot,
+    the attention's strided q/k/v slices became copies), but XLA:CPU's weight-gradient
+    convolution of a 1x1 kernel ran 3-5x slower than the same contraction as a dot
+    (docs/benchmarks.md, "Performance"). A custom JVP, not a VJP, so forward mode (sCM and
+    MeanFlow's jax.jvp) still works; reverse mode transposes the matmuls."""
+    return _conv(x, w, 0)
+
+
+@functools.partial(conv1x1.defjvp, symbolic_zeros=True)
+def _conv1x1_jvp(primals, tangents):
+    x, w = primals
+    dx, dw = tangents
+    mm = lambda a, b: jnp.einsum("...i,io->...o", a, b[0, 0])
+    zero = jax.custom_derivatives.SymbolicZero
+    t = [mm(a, b) for a, b, d in ((dx, w, dx), (x, dw, dw)) if not isinstance(d, zero)]
+    y = _conv(x, w, 0)
+    return y, sum(t[1:], t[0]) if t else jnp.zeros_like(y)
+
+
 # --------------------------------------------------------------------------------------
 # Layers.
 
@@ -175,9 +202,7 @@ class Conv2d(nn.Module):
         f_pad = (len(taps) - 1) // 2
 
         def conv(x, pad):
-            return jax.lax.conv_general_dilated(
-                x, w, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return conv1x1(x, w) if k == 1 and pad == 0 else _conv(x, w, pad)
 
         if self.fused_resample and (self.up or self.down) and w is not None:
             if self.up:  # not used by SongUNet
