@@ -198,3 +198,33 @@ def test_scd_from_exact_teacher_learns_one_step_sampling():
     # 0.0011 / 0.0005); with the learned weight at lr 3e-4, 0.022-0.025 / 0.0012-0.0013; with the old
     # time embedding (noise_scale 100) and lr 1e-4, 1-step 0.073 (sCT) / 0.095 (sCD) at this length
     assert one < untrained / 150 and two < untrained / 300
+
+
+def _eqns(jaxpr):
+    """Every equation of a jaxpr, nested ones (jit, custom_jvp, remat) included."""
+    for e in jaxpr.eqns:
+        yield e
+        for v in e.params.values():
+            for sub in (v if isinstance(v, (tuple, list)) else (v,)):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    yield from _eqns(sub)
+
+
+def test_time_embedding_and_its_tangent_stay_float32_in_a_bf16_network():
+    """Issue #21 (users of NVlabs/rcm saw gradient spikes, then noise, that fp32 time embeddings
+    fix): in a bf16 U-Net every sinusoid of t (the U-Net's embedding, the adaptive weight's
+    features) and its JVP tangent is computed in float32, while the convolutions run in bf16."""
+    from genmod.nets.unet import SongUNet
+
+    net = SongUNet(img_resolution=8, in_channels=1, out_channels=1, model_channels=16, channel_mult=(1, 2),
+                   num_blocks=1, attn_resolutions=(4,), dtype=jnp.bfloat16)
+    tf = scm.TrigFlow(net, SD, "t")
+    x, t = jnp.zeros((2, 8, 8, 1)), jnp.full((2,), 0.7)
+    p = tf.init(jax.random.PRNGKey(0), x, t)["params"]
+    F = lambda x, t: tf.apply({"params": p}, x, t)[0]
+    jaxpr = jax.make_jaxpr(lambda x, t: jax.jvp(F, (x, t), (x, jnp.ones_like(t))))(x, t).jaxpr
+    eqns = list(_eqns(jaxpr))
+    trig = [e for e in eqns if e.primitive.name in ("sin", "cos")]
+    assert trig and all(v.aval.dtype == jnp.float32 for e in trig for v in e.outvars)
+    assert any(v.aval.dtype == jnp.bfloat16 for e in eqns if "conv" in e.primitive.name for v in e.outvars)
