@@ -214,7 +214,8 @@ def _eqns(jaxpr):
 def test_time_embedding_and_its_tangent_stay_float32_in_a_bf16_network():
     """Issue #21 (users of NVlabs/rcm saw gradient spikes, then noise, that fp32 time embeddings
     fix): in a bf16 U-Net every sinusoid of t (the U-Net's embedding, the adaptive weight's
-    features) and its JVP tangent is computed in float32, while the convolutions run in bf16."""
+    features) and its JVP tangent is computed in float32 from a float32 t, while the
+    convolutions run in bf16."""
     from genmod.nets.unet import SongUNet
 
     net = SongUNet(img_resolution=8, in_channels=1, out_channels=1, model_channels=16, channel_mult=(1, 2),
@@ -227,4 +228,7 @@ def test_time_embedding_and_its_tangent_stay_float32_in_a_bf16_network():
     eqns = list(_eqns(jaxpr))
     trig = [e for e in eqns if e.primitive.name in ("sin", "cos")]
     assert trig and all(v.aval.dtype == jnp.float32 for e in trig for v in e.outvars)
+    # nor is t itself (shape (2,)) ever rounded to bf16 on the way there
+    assert not [e for e in eqns if e.primitive.name == "convert_element_type" and e.params["new_dtype"] == jnp.bfloat16
+                and getattr(e.invars[0].aval, "shape", None) == t.shape]
     assert any(v.aval.dtype == jnp.bfloat16 for e in eqns if "conv" in e.primitive.name for v in e.outvars)
