@@ -151,10 +151,10 @@ def _conv1x1_jvp(primals, tangents):
     x, w = primals
     dx, dw = tangents
     mm = lambda a, b: jnp.einsum("...i,io->...o", a, b[0, 0])
-    zero = jax.custom_derivatives.SymbolicZero
-    t = [mm(a, b) for a, b, d in ((dx, w, dx), (x, dw, dw)) if not isinstance(d, zero)]
+    live = lambda d: not isinstance(d, jax.custom_derivatives.SymbolicZero)  # skip a zero tangent's matmul
+    terms = ([mm(dx, w)] if live(dx) else []) + ([mm(x, dw)] if live(dw) else [])
     y = _conv(x, w, 0)
-    return y, sum(t[1:], t[0]) if t else jnp.zeros_like(y)
+    return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
 
 
 # --------------------------------------------------------------------------------------
