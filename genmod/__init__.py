@@ -1,2 +1,38 @@
 """genmod: fast few-step generative models in JAX/Flax on one sharded training loop."""
+import os
+
 __version__ = "0.1.0"
+
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+# jaxlib 0.10's XLA:CPU hands dots, convolutions and reductions to YNNPACK. Its convolution
+# fusion runs on one thread, Eigen's uses every core (docs/benchmarks.md "Performance"), so on a
+# multi-core CPU genmod keeps the other two and leaves convolutions to Eigen.
+YNN_WITHOUT_CONV = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+YNN_JAXLIB = ((0, 10),)  # versions whose fusion-type names and default list were checked
+
+
+def xla_cpu_flags(flags: str, ncpu: int, jaxlib: str) -> str:
+    """``XLA_FLAGS`` with convolutions sent to Eigen, where that is known to be faster: more than
+    one core, a jaxlib whose flag was checked (an unknown flag aborts XLA), and no setting of the
+    flag by the user (theirs wins, e.g. ``--xla_cpu_experimental_ynn_fusion_type=`` for none)."""
+    version = tuple(int(p) for p in jaxlib.split(".")[:2] if p.isdigit())
+    if ncpu < 2 or version not in YNN_JAXLIB or YNN_FLAG in flags:
+        return flags
+    return f"{flags} {YNN_FLAG}={YNN_WITHOUT_CONV}".strip()
+
+
+def _set_xla_cpu_flags():
+    """Applied on import: XLA reads XLA_FLAGS once, when its first backend starts."""
+    from importlib import metadata
+
+    try:
+        jaxlib = metadata.version("jaxlib")
+    except metadata.PackageNotFoundError:
+        return
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    flags = os.environ.get("XLA_FLAGS", "")
+    if (new := xla_cpu_flags(flags, ncpu, jaxlib)) != flags:
+        os.environ["XLA_FLAGS"] = new
+
+
+_set_xla_cpu_flags()
