@@ -1,6 +1,7 @@
 """Does XLA:CPU use every core for a convolution? One 3x3 conv (DDPM++'s 64->64 at 32x32, batch 32):
-forward and weight gradient, XLA with its YNNPACK convolutions (default) and with Eigen's
-(``--xla_cpu_experimental_ynn_fusion_type=``), on all cores and pinned to one, next to torch's.
+forward and weight gradient, XLA with its YNNPACK convolutions (XLA's default) and with Eigen's
+(genmod's default on more than one core, ``genmod.xla_cpu_flags``), on all cores and pinned to
+one, next to torch's.
 
     python benchmarks/conv_threads.py [--batch 32 --res 32 --ch 64]
 
@@ -16,7 +17,11 @@ import subprocess
 import sys
 import time
 
-FLAG = "--xla_cpu_experimental_ynn_fusion_type="
+import genmod
+
+CASES = [("XLA, YNNPACK convs (XLA's default)", "jax", f"{genmod.YNN_FLAG}={genmod.YNN_XLA_DEFAULT}"),
+         ("XLA, Eigen convs (genmod's default)", "jax", f"{genmod.YNN_FLAG}={genmod.YNN_WITHOUT_CONV}"),
+         ("torch", "torch", "")]
 
 
 def _ms(fn, n=10):
@@ -69,8 +74,7 @@ def main(argv=None):
     shape = ["--batch", str(a.batch), "--res", str(a.res), "--ch", str(a.ch)]
     print(f"3x3 conv {a.ch}->{a.ch} at {a.res}x{a.res}, batch {a.batch}; {len(os.sched_getaffinity(0))} CPUs; ms, median of 10")
     print("| case | all cores: forward | weight grad | one core: forward | weight grad |\n|---|---|---|---|---|")
-    for name, lib, flags in [("XLA, YNNPACK convs (default)", "jax", ""), ("XLA, Eigen convs (flag)", "jax", FLAG),
-                             ("torch", "torch", "")]:
+    for name, lib, flags in CASES:
         row = []
         for one in (False, True):
             env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}

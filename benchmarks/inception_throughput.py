@@ -30,6 +30,8 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=32, help="input resolution (square)")
     p.add_argument("--torch-device", default="cpu")
     p.add_argument("--repeats", type=int, default=3, help="timed passes over --num images (best kept)")
+    p.add_argument("--cpu-tricks", choices=("auto", "on", "off"), default="auto",
+                   help="InceptionFeatures' cpu_tricks (auto: on when JAX runs on CPU)")
     a = p.parse_args(argv)
 
     import jax
@@ -44,7 +46,8 @@ def main(argv=None):
         pth, npz = os.path.join(tmp, "w.pth"), os.path.join(tmp, "w.npz")
         torch.save(model.backbone.state_dict(), pth)
         convert.convert(pth, npz)
-        feats = InceptionFeatures(weights=npz, batch_size=a.batch)
+        feats = InceptionFeatures(weights=npz, batch_size=a.batch,
+                                  cpu_tricks={"auto": None, "on": True, "off": False}[a.cpu_tricks])
     images = smooth_images(a.num, a.size, a.size, seed=1)
 
     t0 = time.perf_counter()
@@ -73,7 +76,8 @@ def main(argv=None):
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible; "
           f"jax {jax.__version__} on {dev.platform} ({dev.device_kind}, {jax.device_count()} device(s)); "
           f"torch {torch.__version__} on {a.torch_device} ({torch.get_num_threads()} threads)")
-    print(f"{a.num} images {a.size}x{a.size} -> 299, batch {a.batch}")
+    print(f"{a.num} images {a.size}x{a.size} -> 299, batch {a.batch}, cpu_tricks {a.cpu_tricks}; "
+          f"XLA_FLAGS {os.environ.get('XLA_FLAGS', '')!r}")
     print(f"jax:         {a.num / jax_s:8.2f} img/s  (first batch incl. compile {compile_s:.1f} s)")
     print(f"pytorch-fid: {a.num / torch_s:8.2f} img/s")
     print(f"ratio jax/pytorch-fid: {torch_s / jax_s:.2f}x  (best of {a.repeats} interleaved passes; "
