@@ -27,7 +27,8 @@ final <= 1.2x best-of-five bar (30% cool-down: 18/20). Left: one run whose final
 at the 4,000-sample real-vs-real floor, and whose step-3,000 checkpoint (lr at 80%) landed lower:
 random:1 seed 1 (1.37) on an earlier machine, random:3 seed 0 (1.25) when rerun on another with
 the same config; the final energy is the same on both machines to 3%, and neither batch 1,024
-nor a 90% cool-down moves it ("Robustness, rounds 8 and 9").
+nor a 90% cool-down moves it, and the 90% cool-down puts random:0's off-mode mass over 5% (5.2% /
+5.1%; "Robustness, rounds 8-10").
 Ring 1-step 0.0009 (0.79x), 2-step 0.0007.
 ``:ict``: pseudo-Huber c 0.03 (the 0.00054 sqrt(d) rule gives 0.00076 for d=2), lognormal index
 pmf (-1.1, 2.0), doubling curriculum 11 -> 161 over the run, batch 1024; measured ring 1-step
