@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -73,6 +74,11 @@ def main(argv=None):
     for _ in range(2):
         state, m = rule(state, batch, run.frozen)
     jax.block_until_ready(m)
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        state, m = rule(state, batch, run.frozen)
+    jax.block_until_ready(m)
+    wall = 1e3 * (time.perf_counter() - t0) / a.steps
     d = tempfile.mkdtemp()
     with jax.profiler.trace(d, create_perfetto_trace=True):
         for _ in range(a.steps):
@@ -95,6 +101,9 @@ def main(argv=None):
         coarse[k.split(" ->")[0].rsplit(" ", 1)[0] if k.startswith("conv") else k] += t
     print(f"net: res {a.res} ch {a.ch} mult {a.mult} blocks {a.blocks} attn {a.attn} batch {a.batch}; "
           f"{total:.0f} ms of ops per step ({jax.devices()[0].device_kind})")
+    # Thunks that hand their work to the intra-op pool (Eigen's convolutions, genmod's default on
+    # several cores) end their trace event before the work does: their time shows up only here.
+    print(f"wall {wall:.0f} ms per step, untraced; wall - ops {wall - total:.0f} ms")
     print("by kind:")
     for k, t in coarse.most_common():
         print(f"  {t:8.1f} ms  {100 * t / total:5.1f}%  {k}")
