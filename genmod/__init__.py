@@ -7,7 +7,8 @@ YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 # jaxlib 0.10's XLA:CPU hands dots, convolutions and reductions to YNNPACK. Its convolution
 # fusion runs on one thread, Eigen's uses every core (docs/benchmarks.md "Performance"), so on a
 # multi-core CPU genmod keeps the other two and leaves convolutions to Eigen.
-YNN_XLA_DEFAULT = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_REDUCE"
+YNN_XLA_DEFAULT = ("LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,"
+                   "LIBRARY_FUSION_TYPE_REDUCE")
 YNN_WITHOUT_CONV = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
 YNN_JAXLIB = ((0, 10),)  # versions whose fusion-type names and default list were checked
 
