@@ -23,17 +23,19 @@ def xla_cpu_flags(flags: str, ncpu: int, jaxlib: str) -> str:
     return f"{flags} {YNN_FLAG}={YNN_WITHOUT_CONV}".strip()
 
 
+def machine() -> tuple[int, str]:
+    """(cores this process may use, jaxlib's version or "")."""
+    try:
+        from jaxlib.version import __version__ as jaxlib  # jax imports it anyway: no start-up cost
+    except ImportError:
+        jaxlib = ""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, jaxlib
+
+
 def _set_xla_cpu_flags():
     """Applied on import: XLA reads XLA_FLAGS once, when its first backend starts."""
-    from importlib import metadata
-
-    try:
-        jaxlib = metadata.version("jaxlib")
-    except metadata.PackageNotFoundError:
-        return
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     flags = os.environ.get("XLA_FLAGS", "")
-    if (new := xla_cpu_flags(flags, ncpu, jaxlib)) != flags:
+    if (new := xla_cpu_flags(flags, *machine())) != flags:
         os.environ["XLA_FLAGS"] = new
 
 
