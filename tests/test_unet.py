@@ -129,3 +129,29 @@ def test_conv1x1_derivatives_equal_the_convolutions():
                     *jax.grad(loss, (0, 1))(x, w), jax.jvp(jax.grad(loss), (x, w), (x, w))[1]])
     for a, b in zip(*out):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4 * float(jnp.abs(a).max()))
+
+
+@pytest.mark.parametrize("shape,dtype", [((3, 8, 8, 64), jnp.float32), ((2, 4, 4, 128), jnp.float32),
+                                         ((2, 8, 8, 32), jnp.bfloat16)])
+def test_group_norm_equals_flax(shape, dtype):
+    """unet.GroupNorm (statistics summed per channel first) has flax's parameters, output dtype,
+    values and gradients, on inputs whose mean is large next to their spread."""
+    import flax.linen as nn
+
+    x = (3 * jax.random.normal(jax.random.PRNGKey(0), shape) + 5).astype(dtype)
+    groups = min(32, shape[-1] // 4)
+    ref = nn.GroupNorm(num_groups=groups, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
+                       use_fast_variance=False)
+    ours = unet.GroupNorm(num_groups=groups, epsilon=1e-5, dtype=dtype)
+    init = [m.init(jax.random.PRNGKey(0), x) for m in (ref, ours)]
+    assert jax.tree.map(jnp.shape, init[0]) == jax.tree.map(jnp.shape, init[1])
+    v = {"params": {"scale": 1 + jax.random.normal(jax.random.PRNGKey(1), shape[-1:]),
+                    "bias": jax.random.normal(jax.random.PRNGKey(2), shape[-1:])}}
+    tol = 1e-5 if dtype == jnp.float32 else 1e-2
+    loss = lambda m: lambda x, v: jnp.sum(jnp.sin(m.apply(v, x).astype(jnp.float32)))  # noqa: E731
+    for m_ref, m_ours in ((ref.apply(v, x), ours.apply(v, x)),
+                          *zip(jax.grad(loss(ref), (0, 1))(x, v), jax.grad(loss(ours), (0, 1))(x, v))):
+        for a, b in zip(jax.tree.leaves(m_ref), jax.tree.leaves(m_ours)):
+            assert a.dtype == b.dtype
+            a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+            np.testing.assert_allclose(b, a, rtol=tol, atol=tol * float(np.abs(a).max()))
