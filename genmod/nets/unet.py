@@ -244,9 +244,14 @@ class GroupNorm(nn.Module):
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(n, -1, c)
         count = xf.shape[1] * (c // g)
 
+        # Group -> channel expansion as a 0/1 matmul (exact at 'highest'), not a repeat: XLA
+        # fused the repeat's index arithmetic into every full-size pass (GroupNorm + SiLU forward
+        # + backward 1.2-1.6x slower).
+        expand = np.kron(np.eye(g, dtype=np.float32), np.ones((1, c // g), np.float32))
+
         def group_mean(v):  # (N, M, C) -> (N, 1, C): the mean over each channel's group
             s = v.sum(axis=1).reshape(n, g, c // g).sum(axis=-1) / count
-            return jnp.repeat(s, c // g, axis=-1)[:, None]
+            return jnp.dot(s, expand, precision=jax.lax.Precision.HIGHEST)[:, None]
 
         d = xf - group_mean(xf)
         var = group_mean(d * d)
