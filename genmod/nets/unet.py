@@ -117,8 +117,8 @@ def downsample(x, taps: Sequence[int], pad: int | None = None):
     ``pad`` defaults to ``(len(taps) - 1) // 2`` as in EDM's unfused path."""
     pad = (len(taps) - 1) // 2 if pad is None else pad
     if _is_box(taps) and pad == 0:  # 2x2 average pooling, no conv needed
-        # Strided slices, not a reduce over (2, 4): XLA:CPU's reduce over those middle axes
-        # (and, in backward, over the upsample's) ran 5-10x slower than the elementwise sum.
+        # Strided slices, not a reduce over axes (2, 4): XLA:CPU's reduces over such size-2
+        # middle axes (here, and in the upsample's backward) cost up to 77 ms a DDPM++ step.
         s = x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]
         return (s * 0.25).astype(x.dtype)
     return _depthwise(x, _filter_2d(taps), stride=2, pad=pad)
@@ -231,8 +231,8 @@ class Conv2d(nn.Module):
 class GroupNorm(nn.Module):
     """``nn.GroupNorm`` (two-pass variance, float32 statistics, ``scale`` / ``bias`` params),
     with each statistic summed per channel over the pixels first and then per group: XLA:CPU
-    reduces (N, H*W, C) over its middle axis 3-5x faster than (N, H, W, G, C/G) over (1, 2, 4),
-    forward and backward (docs/benchmarks.md, "Performance")."""
+    reduces (N, H*W, C) over its middle axis 3.5-5.5x faster than (N, H, W, G, C/G) over
+    (1, 2, 4) (docs/benchmarks.md, "Performance, round 3")."""
 
     num_groups: int
     epsilon: float = 1e-5
