@@ -131,8 +131,7 @@ def test_conv1x1_derivatives_equal_the_convolutions():
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4 * float(jnp.abs(a).max()))
 
 
-@pytest.mark.parametrize("shape,dtype", [((3, 8, 8, 64), jnp.float32), ((2, 4, 4, 128), jnp.float32),
-                                         ((2, 8, 8, 32), jnp.bfloat16)])
+@pytest.mark.parametrize("shape,dtype", [((2, 4, 4, 128), jnp.float32), ((2, 8, 8, 32), jnp.bfloat16)])
 def test_group_norm_equals_flax(shape, dtype):
     """unet.GroupNorm (statistics summed per channel first) has flax's parameters, output dtype,
     values and gradients, on inputs whose mean is large next to their spread."""
