@@ -44,7 +44,9 @@ def karras(n, smin=0.002, smax=80.0, rho=7.0):
     return np.append(s, 0.0)
 
 
-def side_torch(a):
+def torch_step(a):
+    """(net, x, step) for NVlabs/edm's train step on the peer network: EDMPrecond + SongUNet
+    DDPM++ + EDMLoss + Adam, as ``../shared/peers/edm_step.py`` runs it."""
     import torch
 
     sys.path.insert(0, a.edm_dir)
@@ -66,6 +68,13 @@ def side_torch(a):
         opt.step()
         return loss
 
+    return net, x, step
+
+
+def side_torch(a):
+    import torch
+
+    net, x, step = torch_step(a)
     out = {"params": sum(p.numel() for p in net.parameters()), "train": timed(step, lambda r: r, a.steps)}
     sigma = torch.full((a.batch,), 1.0)
     with torch.no_grad():

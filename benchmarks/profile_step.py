@@ -4,7 +4,11 @@ reductions, elementwise fusions), from XLA's own per-thunk trace events.
 
     python benchmarks/profile_step.py                       # the peer_edm.py network, batch 32
     python benchmarks/profile_step.py --res 8 --ch 32 --mult 1,2 --blocks 1 --attn 4 --top 15
+    python benchmarks/profile_step.py --peer     # also NVlabs/edm's step under torch.profiler
 
+``--peer`` splits both steps into convolutions and everything else. genmod's convolutions run on
+Eigen's intra-op pool, outside XLA's trace events, so its convolution time is the step's wall
+time less its traced ops; NVlabs/edm's is the self time of torch's convolution ops (oneDNN).
 Needs ``XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true`` (set here before jax is imported). The
 step is the real train rule (loss, backward, Adam, EMA) of ``benchmarks/peer_edm.py``'s config.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import subprocess
 import glob
 import gzip
 import json
@@ -62,11 +67,47 @@ def fused_kinds(hlo: str) -> dict:
     return kinds
 
 
+def torch_split(a) -> dict:
+    """NVlabs/edm's step in ms: convolution ops (forward and backward, self time) vs the rest."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    _, _, step = peer_edm.torch_step(a)
+    for _ in range(2):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    wall = 1e3 * (time.perf_counter() - t0) / a.steps
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(a.steps):
+            step()
+    ops = {e.key: e.self_cpu_time_total / 1e3 / a.steps for e in prof.key_averages()}
+    conv = sum(t for k, t in ops.items() if "convolution" in k)
+    return {"wall": wall, "conv": conv, "other": sum(ops.values()) - conv,
+            "top": sorted(((t, k) for k, t in ops.items() if "convolution" not in k), reverse=True)[:8]}
+
+
 def main(argv=None):
     p = peer_edm.shape_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     p.add_argument("--steps", type=int, default=2, help="profiled steps (after two warm-up steps)")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--peer", action="store_true", help="also profile NVlabs/edm's step (torch), in a subprocess")
+    p.add_argument("--edm-dir", default=peer_edm.PEER, help="NVlabs/edm checkout (its training/ is imported)")
+    p.add_argument("--side", choices=("torch",), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.side:
+        print("RESULT " + json.dumps(torch_split(a)), flush=True)
+        return
+    peer = None
+    if a.peer:  # first, alone: no jax thread pool beside torch's
+        args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--peer"]
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args, "--side", "torch"],
+                              capture_output=True, text=True)
+        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode or not line:
+            sys.exit(f"profile_step.py: the NVlabs/edm side failed:\n{proc.stderr[-2000:]}")
+        peer = json.loads(line[0][7:])
     import jax
 
     run, state, batch = peer_edm.genmod_stage(a)
@@ -110,6 +151,12 @@ def main(argv=None):
     print(f"top {a.top}:")
     for k, t in by.most_common(a.top):
         print(f"  {t:8.1f} ms  {100 * t / total:5.1f}%  x{n[k]:.0f}  {k}")
+    if peer:
+        print("| ms per step | NVlabs/edm (torch) | genmod |\n|---|---|---|")
+        print(f"| convolutions | {peer['conv']:.0f} | {wall - total:.0f} (wall - traced ops) |")
+        print(f"| everything else | {peer['other']:.0f} | {total:.0f} (traced ops) |")
+        print(f"| step (wall, unprofiled) | {peer['wall']:.0f} | {wall:.0f} |")
+        print("NVlabs/edm's largest other ops: " + ", ".join(f"{k} {t:.0f}" for t, k in peer["top"]))
 
 
 if __name__ == "__main__":
