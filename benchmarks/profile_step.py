@@ -9,6 +9,7 @@ reductions, elementwise fusions), from XLA's own per-thunk trace events.
 ``--peer`` splits both steps into convolutions and everything else. genmod's convolutions run on
 Eigen's intra-op pool, outside XLA's trace events, so its convolution time is the step's wall
 time less its traced ops; NVlabs/edm's is the self time of torch's convolution ops (oneDNN).
+
 Needs ``XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true`` (set here before jax is imported). The
 step is the real train rule (loss, backward, Adam, EMA) of ``benchmarks/peer_edm.py``'s config.
 """
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import subprocess
 import glob
 import gzip
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -83,9 +84,10 @@ def torch_split(a) -> dict:
         for _ in range(a.steps):
             step()
     ops = {e.key: e.self_cpu_time_total / 1e3 / a.steps for e in prof.key_averages()}
-    conv = sum(t for k, t in ops.items() if "convolution" in k)
+    is_conv = lambda k: "convolution" in k.lower()  # noqa: E731 (aten ops and autograd's wrappers)
+    conv = sum(t for k, t in ops.items() if is_conv(k))
     return {"wall": wall, "conv": conv, "other": sum(ops.values()) - conv,
-            "top": sorted(((t, k) for k, t in ops.items() if "convolution" not in k), reverse=True)[:8]}
+            "top": sorted(((t, k) for k, t in ops.items() if not is_conv(k)), reverse=True)[:8]}
 
 
 def main(argv=None):
