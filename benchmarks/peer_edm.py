@@ -152,6 +152,17 @@ def shape_args(p):
     return p
 
 
+def run_side(script: str, args: list, side: str) -> dict:
+    """Runs ``script args --side SIDE`` in a fresh process (its own thread pools) and returns
+    the JSON it prints on its ``RESULT`` line; exits with the child's stderr if it fails."""
+    proc = subprocess.run([sys.executable, os.path.abspath(script), *args, "--side", side],
+                          capture_output=True, text=True, cwd=ROOT)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not line:
+        sys.exit(f"{os.path.basename(script)}: the {side} side failed:\n{proc.stderr[-2000:]}")
+    return json.loads(line[0][7:])
+
+
 def main(argv=None):
     p = shape_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     p.add_argument("--steps", type=int, default=5, help="timed train steps / forwards per round")
@@ -169,12 +180,7 @@ def main(argv=None):
     runs = {"torch": [], "genmod": []}
     for r in range(a.rounds):
         for side in ("torch", "genmod"):
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args, "--side", side],
-                                  capture_output=True, text=True, cwd=ROOT)
-            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode or not line:
-                sys.exit(f"peer_edm.py: the {side} side failed:\n{proc.stderr[-2000:]}")
-            runs[side].append(json.loads(line[0][7:]))
+            runs[side].append(run_side(__file__, args, side))
             print(f"round {r} {side:>6}: " + ", ".join(f"{k} {a.batch / runs[side][-1][k]:.1f} img/s"
                                                       for k in ("train", "forward", "sample")), flush=True)
     import numpy as np

@@ -22,7 +22,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -104,12 +103,7 @@ def main(argv=None):
     peer = None
     if a.peer:  # first, alone: no jax thread pool beside torch's
         args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--peer"]
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args, "--side", "torch"],
-                              capture_output=True, text=True)
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not line:
-            sys.exit(f"profile_step.py: the NVlabs/edm side failed:\n{proc.stderr[-2000:]}")
-        peer = json.loads(line[0][7:])
+        peer = peer_edm.run_side(__file__, args, "torch")
     import jax
 
     run, state, batch = peer_edm.genmod_stage(a)
