@@ -102,6 +102,8 @@ def main(argv=None):
         return
     peer = None
     if a.peer:  # first, alone: no jax thread pool beside torch's
+        if not os.path.isdir(os.path.join(a.edm_dir, "training")):
+            sys.exit(f"profile_step.py: no NVlabs/edm at {a.edm_dir} (expected its training/); pass --edm-dir")
         args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--peer"]
         peer = peer_edm.run_side(__file__, args, "torch")
     import jax
