@@ -16,9 +16,16 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from genmod.nets import conv
 from genmod.nets.mlp import fourier_embedding
 
 lrelu = lambda x: nn.leaky_relu(x, 0.2)  # noqa: E731
+
+
+def _conv3x3(n):
+    """3x3 convolution whose input gradient stays an Eigen convolution inside the Langevin loop
+    on XLA:CPU (``genmod.nets.conv``; parameters as ``nn.Conv``'s)."""
+    return nn.Conv(n, (3, 3), conv_general_dilated=conv.conv_general_dilated)
 
 
 def _sn(layer, on, train):
@@ -35,7 +42,7 @@ class _Block(nn.Module):
 
     @nn.compact
     def __call__(self, h, emb, train):
-        layer = (lambda n: nn.Conv(n, (3, 3))) if self.conv else nn.Dense
+        layer = _conv3x3 if self.conv else nn.Dense
         e = lrelu(_sn(nn.Dense(self.out), self.sn, train)(lrelu(emb)))
         y = _sn(layer(self.out), self.sn, train)(lrelu(h))
         y = y + (e[:, None, None] if self.conv else e)
@@ -63,7 +70,7 @@ class Energy(nn.Module):
         if self.label_dim:  # official y_map: one-hot (null = index 0; here all-zero) -> linear
             lab = jnp.zeros((x.shape[0], self.label_dim)) if class_labels is None else class_labels
             emb = emb + sn(nn.Dense(4 * self.ch))(lab)
-        h = sn(nn.Conv(self.ch, (3, 3)) if self.conv else nn.Dense(self.ch))(x)
+        h = sn(_conv3x3(self.ch) if self.conv else nn.Dense(self.ch))(x)
         for i, m in enumerate(self.ch_mult):
             for _ in range(self.num_blocks):
                 h = _Block(self.ch * m, self.conv, self.spectral_norm)(h, emb, train)
