@@ -79,6 +79,7 @@ RUNS = [
     Run("sct_digits", "scm_digits", (1, 2), "sCT", group="digits"),
     Run("scd_digits", "scm_digits:scd", (1, 2), "sCD", (("teacher.workdir", "{root}/edm_digits"),), "digits",
         "student"),
+    Run("cdrl_digits", "cdrl_digits", (0, 8), "CDRL (initializer + Langevin steps/level)", group="digits"),
     Run("crossflow_digits", "crossflow_captions", (1, 2, 5, 10), "CrossFlow (caption -> image, w=3)",
         group="digits"),
     Run("edm_mnist", "quickstart:mnist", (9, 35), "EDM (Heun)", group="mnist", role="teacher"),

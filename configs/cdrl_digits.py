@@ -5,10 +5,11 @@ log-SNR, step^2 4e-4 c_t sig2_t, Tweedie step) at toy scale.
 
 Small conv EBM (16 ch x (1, 2), 1 block, spectral norm) and the quickstart-sized U-Net as
 initializer; K = 8 Langevin steps per level (the paper's 8-step point; 15 costs ~2x), 4,000
-steps at batch 64, 7-9 steps/s on 2 CPU cores (~9 min; 2-3 before the EBM's convolutions kept
-their gradients canonical inside the Langevin loop, ``genmod/nets/conv.py``). Measured on a 1,500-step run
-(~11 min): samples digit-shaped at 1,000 steps, most recognisable (0, 1, 2, 5, 6, 7, 8, 9) but
-grainy at 1,500. The full 4,000-step result is not measured [unverified]; no FID on digits.
+steps at batch 64, 7-9 steps/s on 2 CPU cores (2-3 before the EBM's convolutions kept their
+gradients canonical inside the Langevin loop, ``genmod/nets/conv.py``).
+Measured (``python benchmarks/results.py --only cdrl_digits``, docs/RESULTS.md; 4,000 steps in
+7.5 min): FD_digits 26.2 with 8 Langevin steps per level (precision 0.49, recall 0.59), 30.2 from
+the initializer alone; the samples are digit-shaped but grainy (EDM's quickstart: 2.15 at 35 NFE).
 Both networks at Adam lr 1e-4: the published initializer rate (1e-5, 10x below the EBM's) is
 meant for 500k steps and barely moves the initializer in a short run.
 """
