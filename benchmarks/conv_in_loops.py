@@ -7,7 +7,8 @@
 Ops: the input gradient, the weight gradient and a JVP of a 3x3 convolution (64 ch, 16x16,
 batch 32), four of them in straight-line code and four in a ``lax.scan`` body. Step: the
 config's train rules with every EBM convolution on lax's (the baseline) and on genmod's,
-alternated for ``--rounds`` rounds; the last line is the ratio of genmod's img/s to lax's.
+alternated for ``--rounds`` rounds; the last line is the ratio of genmod's img/s to lax's
+(``--nfe K`` also prints each side's sampling img/s, K Langevin steps per level).
 """
 from __future__ import annotations
 
@@ -74,11 +75,12 @@ def main(argv=None):
     p.add_argument("--batch", type=int)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--nfe", type=int, help="also time sampling with this many Langevin steps per level")
     p.add_argument("--no-ops", action="store_true", help="only the train step")
     a = p.parse_args(argv)
     if not a.no_ops:
         ops()
-    sa = argparse.Namespace(batch=a.batch, override=[], steps=a.steps, nfe=None)
+    sa = argparse.Namespace(batch=a.batch, override=[], steps=a.steps, nfe=a.nfe)
     res = {"lax": [], "genmod": []}
     for _ in range(a.rounds):
         for name in res:
