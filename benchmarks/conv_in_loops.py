@@ -16,28 +16,18 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import step_throughput  # noqa: E402  (puts the repository on sys.path)
+import peer_edm  # noqa: E402  (puts the repository on sys.path)
+import step_throughput  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
 from genmod.nets import conv  # noqa: E402
-
-
-def ms(f, *a, n=5):
-    jax.block_until_ready(f(*a))
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*a))
-        ts.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(ts))
 
 
 def ops():
@@ -55,7 +45,7 @@ def ops():
             straight = jax.jit(lambda x, w: sum(f(x * (1 + i * 1e-3), w).sum() for i in range(4)))
             scanned = jax.jit(lambda x, w: lax.scan(lambda c, i: (c + f(x * (1 + i * 1e-3), w).sum(), None),
                                                     0.0, jnp.arange(4.0))[0])
-            a, b = ms(straight, x, w), ms(scanned, x, w)
+            a, b = (1e3 * peer_edm.timed(lambda: fn(x, w), jax.block_until_ready, 5) for fn in (straight, scanned))
             print(f"{op:<17} {name:<8} {a:11.1f}   {b:10.1f}   {b / a:8.2f}")
 
 

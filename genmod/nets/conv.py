@@ -28,6 +28,17 @@ from jax import lax
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
+def live(d) -> bool:
+    """A tangent that is not a symbolic zero (``defjvp(..., symbolic_zeros=True)``): its term is
+    computed, a zero's is skipped."""
+    return not isinstance(d, jax.custom_derivatives.SymbolicZero)
+
+
+def tangent_sum(terms: list, y):
+    """The tangent of ``y`` from its live terms (zeros where every input tangent was zero)."""
+    return sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def conv2d(x, w, strides: tuple, padding: tuple):
     """NHWC x HWIO -> NHWC; ``padding`` is ((lo, hi), (lo, hi))."""
@@ -38,7 +49,6 @@ def conv2d(x, w, strides: tuple, padding: tuple):
 def _conv2d_jvp(strides, padding, primals, tangents):
     x, w = primals
     dx, dw = tangents
-    live = lambda d: not isinstance(d, jax.custom_derivatives.SymbolicZero)  # noqa: E731
     terms = []
     if live(dx):  # transposes to g * flip(w) with the kernel read as HWIO
         terms.append(lax.conv_general_dilated(dx, jnp.swapaxes(w, 2, 3), strides, padding,
@@ -48,7 +58,7 @@ def _conv2d_jvp(strides, padding, primals, tangents):
                                      padding, dimension_numbers=("CHWN", "IHWO", "HWNC"))
         terms.append(jnp.transpose(t, (2, 0, 1, 3)))
     y = conv2d(x, w, strides, padding)
-    return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+    return y, tangent_sum(terms, y)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,

@@ -50,6 +50,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genmod.nets.conv import live, tangent_sum
+
 _FOURIER_SEED = 0
 
 
@@ -159,10 +161,9 @@ def _conv1x1_jvp(primals, tangents):
     # contracts (N, H, W) made XLA:CPU copy the operand channel-major first (~40% of the step's
     # layout copies, with the producers' elementwise work fused into the strided copy).
     mm = lambda a, b: (a.reshape(-1, a.shape[-1]) @ b[0, 0]).reshape(*a.shape[:-1], b.shape[-1])
-    live = lambda d: not isinstance(d, jax.custom_derivatives.SymbolicZero)  # skip a zero tangent's matmul
     terms = ([mm(dx, w)] if live(dx) else []) + ([mm(x, dw)] if live(dw) else [])
     y = _conv(x, w, 0)
-    return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+    return y, tangent_sum(terms, y)
 
 
 # --------------------------------------------------------------------------------------
