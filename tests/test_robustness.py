@@ -7,6 +7,8 @@ import pytest
 from genmod import data, sample, toy, train
 from tests import helpers
 
+# hundreds of steps each: XLA's optimisations pay for their compile (tests/conftest.py)
+pytestmark = pytest.mark.optimized
 QUIET = dict(log_every=10**6, sample_every=0, num_preview=0, mesh={"data": 1})
 
 
