@@ -494,6 +494,9 @@ def main(argv=None):
             res.update(mine)
             fl = stored.get("floors", {})
             thr = thr or stored.get("throughput", [])
+            # like the floors: a group's classifier accuracy stays until that group is rerun
+            meta["classifier_accuracy"] = {**stored.get("meta", {}).get("classifier_accuracy", {}),
+                                           **meta["classifier_accuracy"]}
         fl = {**fl, **fl_now}
         plots(res, docs, f"{meta['machine'].split(', load')[0]} | {meta['date']} | {meta['command']}")
         with open(os.path.join(docs, "results.json.tmp"), "w") as f:
