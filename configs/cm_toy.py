@@ -14,22 +14,20 @@ mode's share of 512 points), l2 would average the two into the gap between them.
 is 50%, not 30%: the 1-step map's borders between modes, set at large sigma from 512-point
 minibatches, take a random walk whose step is the lr (0.3% of the mass moved between two modes of
 random:3 over the last 2,000 steps), and the final checkpoint is one draw of it (docs/benchmarks.md
-"Robustness, round 8").
+"Robustness, round 8"). The EMA averages that walk: half-life 250k images (~500 steps), its
+rampup cap 0.1 of the images seen, so the first checkpoints of the cool-down do not average
+iterates from before they converged (the cap at 0.2 did: 2.3x worse energy); at 100k / 0.05 the
+final checkpoint was one draw among the last five (19/20 runs within 1.2x the best; "round 12").
 Why not iCT (issue #16, docs/benchmarks.md "Robustness, round 6"): iCT's target f(x + r z, r)
 uses one sample's velocity; it is unbiased, but f is not linear, so the target averages f over
 a spread (t - r) std(x0 | x_t) that is as wide as a thin mode where modes separate, and the
 blur compounds over up to 160 bootstrapped hops: gmm:random:0 10.4x the exact Heun-35 sampler,
 28% of samples between modes (4x256, cool-down, Adam b2 0.99, the paper's s1 1280: none helps).
-Measured (benchmarks/robustness.py, 4,000 samples, seeds 0 and 1, ~5 min a run on one core):
-ring, grid and gmm:random:0..7, 1 and 2 steps: every mode on 20/20 runs, 0.08-2.32x the exact
-Heun-35 sampler (median 0.44x; 2 steps 0.18-1.34x), off-mode <= 4.9%; 19/20 also pass the
-final <= 1.2x best-of-five bar (30% cool-down: 18/20). Left: one run whose final checkpoint is
-at the 4,000-sample real-vs-real floor, and whose step-3,000 checkpoint (lr at 80%) landed lower:
-random:1 seed 1 (1.37) on an earlier machine, random:3 seed 0 (1.25) when rerun on another with
-the same config; the final energy is the same on both machines to 3%, and neither batch 1,024
-nor a 90% cool-down moves it, and the 90% cool-down puts random:0's off-mode mass over 5% (5.2% /
-5.1%; "Robustness, rounds 8-10").
-Ring 1-step 0.0009 (0.79x), 2-step 0.0007.
+Measured (benchmarks/robustness.py, 4,000 samples, seeds 0 and 1, ~4 min a run on 2 cores):
+ring, grid and gmm:random:0..7, 1 and 2 steps: every mode on 20/20 runs, 0.08-2.37x the exact
+Heun-35 sampler (median 0.45x; 2 steps 0.19-1.37x), off-mode <= 4.8%, final <= 1.15x the best of
+its last five on 20/20 (EMA 100k / 0.05: 19/20, worst 1.25; worst energy 2.32x, median 0.44x).
+Ring 1-step 0.0009 (0.81x), 2-step 0.0007.
 ``:ict``: pseudo-Huber c 0.03 (the 0.00054 sqrt(d) rule gives 0.00076 for d=2), lognormal index
 pmf (-1.1, 2.0), doubling curriculum 11 -> 161 over the run, batch 1024; measured ring 1-step
 0.0128, 2-step (sigma_mid 0.821) 0.0032 (docs/RESULTS.md).
@@ -69,7 +67,7 @@ def _batch_ct():
     c.net = config_lib.ConfigDict(dict(arch="mlp", hidden=(256, 256, 256, 256)))
     c.total_steps, c.batch_size = 5000, 512
     c.optim.net.lr, c.optim.net.cooldown_frac, c.optim.net.b2 = 2e-3, 0.5, 0.99
-    c.ema.halflife_img, c.ema.rampup = 100_000.0, 0.05
+    c.ema.halflife_img, c.ema.rampup = 250_000.0, 0.1  # ~500 steps of the borders' walk (docstring)
     c.log_every, c.ckpt_every, c.sample_every, c.num_preview = 500, 1000, 1000, 2048
     return c
 
