@@ -159,6 +159,7 @@ def _train_and_measure(name, steps, **kw):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # 800-1,200 steps: XLA's optimisations pay for their compile
 def test_ict_learns_mixture_and_two_steps_beat_one():
     ed, _ = _train_and_measure("cm_toy:ict", 1200)
     untrained, one, two = ed(1, 1), ed(None, 1), ed(None, 2)
@@ -169,6 +170,7 @@ def test_ict_learns_mixture_and_two_steps_beat_one():
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # 800-1,200 steps: XLA's optimisations pay for their compile
 def test_cd_from_exact_teacher_approaches_teachers_heun():
     ed, ref = _train_and_measure("cd_toy", 800)
     g = toy.GaussianMixture.ring()
