@@ -3,7 +3,9 @@
 Fast compiles (`jax_disable_most_optimizations`) make a step up to 2x slower; a test marked
 `optimized` trains for hundreds of steps, so it compiles with XLA's optimisations instead
 (the fast toy robustness guards: 106 -> 85 s of test time, one at a time; the slow iCT and CD
-toy trainings: 130 -> 65 s and 63 -> 56 s).
+toy trainings: 130 -> 65 s and 63 -> 56 s; CrossFlow's 600-step caption test: 138 -> 97 s).
+The slow DMD2, DisBack and other CrossFlow trainings measured the same or slower marked (their compile
+costs more than their steps gain): not marked.
 
 No persistent compilation cache: on XLA:CPU (jaxlib 0.10.2) a multi-device train step loaded
 back from the cache can run its collectives in a different order on each simulated device and
