@@ -9,6 +9,7 @@ SongUNet DDPM++ + EDMLoss + Adam, as ``../shared/peers/edm_step.py`` runs it. ge
 ``edm_cifar10`` with the same network (dropout 0, no augmentation, unconditional), its real train
 rule (Adam + EMA). Each side runs in its own subprocess (no thread pools shared), sides
 alternate for ``--rounds`` rounds and the medians are printed, so background load hits both.
+Both run with the glibc tunable ``genmod.launch`` sets for itself (``genmod.hugepages``).
 Sampling: 18 Heun steps (35 NFE) on EDM's Karras schedule; the peer's loop is written here.
 """
 from __future__ import annotations
@@ -140,6 +141,15 @@ def side_genmod(a):
     return out
 
 
+def side_env() -> dict:
+    """The environment both sides run in: this one with the glibc tunable that ``genmod.launch``
+    adds for itself (``genmod.hugepages``), so genmod's step is measured as users train and the
+    peer under the same allocator settings."""
+    from genmod import hugepages
+
+    return hugepages.env_with_hugepages(dict(os.environ), *hugepages.machine()) or dict(os.environ)
+
+
 def shape_args(p):
     """The network/batch flags (NVlabs/edm's DDPM++ at ch 64, mult 1-2-2 by default)."""
     p.add_argument("--res", type=int, default=32)
@@ -152,11 +162,12 @@ def shape_args(p):
     return p
 
 
-def run_side(script: str, args: list, side: str) -> dict:
-    """Runs ``script args --side SIDE`` in a fresh process (its own thread pools) and returns
-    the JSON it prints on its ``RESULT`` line; exits with the child's stderr if it fails."""
+def run_side(script: str, args: list, side: str, env: dict | None = None) -> dict:
+    """Runs ``script args --side SIDE`` in a fresh process (its own thread pools; ``env``, or
+    ``side_env()``'s) and returns the JSON it prints on its ``RESULT`` line; exits with the
+    child's stderr if it fails."""
     proc = subprocess.run([sys.executable, os.path.abspath(script), *args, "--side", side],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=ROOT, env=side_env() if env is None else env)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not line:
         sys.exit(f"{os.path.basename(script)}: the {side} side failed:\n{proc.stderr[-2000:]}")
@@ -192,7 +203,8 @@ def main(argv=None):
     print(f"net: SongUNet DDPM++ res {a.res} ch {a.ch} mult {a.mult} blocks {a.blocks} attn {a.attn} batch {a.batch}; "
           f"params genmod {runs['genmod'][0]['params']:,} / edm {runs['torch'][0]['params']:,}")
     print(f"machine: {os.cpu_count()} CPUs; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__}; "
-          f"{time.strftime('%Y-%m-%d')}; medians of {a.rounds} rounds")
+          f"{time.strftime('%Y-%m-%d')}; medians of {a.rounds} rounds; both sides with "
+          f"GLIBC_TUNABLES={side_env().get('GLIBC_TUNABLES', '')!r}")
     print("| what | NVlabs/edm img/s | genmod img/s | genmod / edm |")
     print("|---|---|---|---|")
     for k, what in (("train", "train step (loss, backward, Adam)"), ("forward", "forward (sigma 1)"),

@@ -127,4 +127,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from genmod import hugepages
+
+    hugepages.reexec()  # glibc tunables are read at start-up only
     sys.exit(main())
