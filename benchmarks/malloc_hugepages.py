@@ -30,11 +30,11 @@ def main(argv=None):
     p.add_argument("--side", choices=("genmod", "torch"), default="genmod")
     a = p.parse_args(argv)
     plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    huge = hugepages.env_with_hugepages(plain, *hugepages.machine())
+    machine = hugepages.machine()
+    huge = hugepages.env_with_hugepages(plain, *machine)
     if huge is None:
-        sys.exit(f"malloc_hugepages.py: the tunable does not apply here (OS, glibc, THP): {hugepages.machine()}")
-    args = [f"--res={a.res}", f"--ch={a.ch}", f"--mult={','.join(map(str, a.mult))}", f"--blocks={a.blocks}",
-            f"--attn={','.join(map(str, a.attn))}", f"--batch={a.batch}", f"--steps={a.steps}", f"--nfe={a.nfe}"]
+        sys.exit(f"malloc_hugepages.py: the tunable does not apply here (OS, glibc, THP): {machine}")
+    args = list(argv if argv is not None else sys.argv[1:])  # peer_edm.py takes the same flags
     runs = {"default": [], "hugepages": []}
     for r in range(a.rounds):
         for name, env in (("default", plain), ("hugepages", huge)):
@@ -42,7 +42,7 @@ def main(argv=None):
             print(f"round {r} {name:>9}: " + ", ".join(f"{k} {a.batch / runs[name][-1][k]:.2f} img/s"
                                                      for k in ("train", "forward", "sample")), flush=True)
     print(f"{a.side}, res {a.res} ch {a.ch} mult {a.mult} blocks {a.blocks} attn {a.attn} batch {a.batch}; "
-          f"{os.cpu_count()} CPUs; glibc {hugepages.machine()[1]}, THP {hugepages.machine()[2]}; medians of {a.rounds}")
+          f"{os.cpu_count()} CPUs; glibc {machine[1]}, THP {machine[2]}; medians of {a.rounds}")
     print("| what | default img/s | GLIBC_TUNABLES=" + hugepages.TUNABLE + " img/s | ratio |\n|---|---|---|---|")
     for k in ("train", "forward", "sample"):
         d, h = (a.batch / float(np.median([x[k] for x in runs[n]])) for n in ("default", "hugepages"))

@@ -11,8 +11,8 @@ Eigen's intra-op pool, outside XLA's trace events, so its convolution time is th
 time less its traced ops; NVlabs/edm's is the self time of torch's convolution ops (oneDNN).
 That split undercounts genmod's convolutions: they run asynchronously on the same two threads,
 and a thunk traced while one runs includes waiting for it (docs/benchmarks.md, "Performance,
-round 7": by ``perf``, convolutions and their packing are about 60% of the step's CPU time). Read the per-kind
-figures as an upper bound for each kind, not a split.
+round 7": by ``perf``, convolutions and their packing are about 60% of the step's CPU time).
+Read the per-kind figures as an upper bound for each kind, not a split.
 
 Needs ``XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true`` (set here before jax is imported). The
 step is the real train rule (loss, backward, Adam, EMA) of ``benchmarks/peer_edm.py``'s config.
