@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ def main(argv=None):
     import torch
 
     from genmod.eval import convert
+    from peer_edm import cpu_model
     from genmod.eval.inception import InceptionFeatures
     from genmod.eval.torch_reference import random_pytorch_fid_model, smooth_images, to_torch
 
@@ -73,7 +73,7 @@ def main(argv=None):
     rel = np.linalg.norm(jax_out - torch_out, axis=1) / np.linalg.norm(torch_out, axis=1)
 
     dev = jax.devices()[0]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible; "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs visible; "
           f"jax {jax.__version__} on {dev.platform} ({dev.device_kind}, {jax.device_count()} device(s)); "
           f"torch {torch.__version__} on {a.torch_device} ({torch.get_num_threads()} threads)")
     print(f"{a.num} images {a.size}x{a.size} -> 299, batch {a.batch}, cpu_tricks {a.cpu_tricks}; "

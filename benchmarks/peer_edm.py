@@ -2,13 +2,14 @@
 sampling img/s, back to back in one process tree, with their ratios.
 
     python benchmarks/peer_edm.py                              # DDPM++ ch 64, mult 1-2-2, 32x32, batch 32
-    python benchmarks/peer_edm.py --res 8 --ch 32 --mult 1,2 --blocks 1 --attn 4 --batch 64
+    python benchmarks/peer_edm.py --res 8 --ch 32 --mult 1,2 --blocks 1 --attn 4 --batch 64 --steps 20
 
 The peer is NVlabs/edm's own code (``../shared/peers/edm``, or ``--edm-dir``): EDMPrecond +
 SongUNet DDPM++ + EDMLoss + Adam, as ``../shared/peers/edm_step.py`` runs it. genmod runs
 ``edm_cifar10`` with the same network (dropout 0, no augmentation, unconditional), its real train
 rule (Adam + EMA). Each side runs in its own subprocess (no thread pools shared), sides
-alternate for ``--rounds`` rounds and the medians are printed, so background load hits both.
+alternate for ``--rounds`` rounds and the medians are printed, so background load hits both;
+each round's figure is itself the median of ``--steps`` synced calls after a warm-up (``timed``).
 Both run with the glibc tunable ``genmod.launch`` sets for itself (``genmod.hugepages``).
 Sampling: 18 Heun steps (35 NFE) on EDM's Karras schedule; the peer's loop is written here.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -26,15 +28,23 @@ PEER = os.path.join(os.path.dirname(ROOT), "shared", "peers", "edm")
 sys.path.insert(0, ROOT)
 
 
-def timed(fn, sync, n):
-    """Seconds per call of ``fn`` after two warm-up calls (compile / allocator warm-up)."""
-    for _ in range(2):
-        sync(fn())
+def timed(fn, sync, n, warm_s=3.0):
+    """Median seconds per call of ``fn`` over ``n`` synced calls, after a warm-up of at least
+    two calls and ``warm_s`` seconds. Both sides' first steps after compiling run up to 1.5x
+    slower than their steady state (allocator, page and clock warm-up), and single calls catch
+    other tenants' load: a mean over 5 calls after 2 warm-ups once put the 8x8 net at 0.64x
+    and, 15 minutes later with 20 calls, at 1.03x."""
     t = time.perf_counter()
+    for i in range(1000):
+        sync(fn())
+        if i >= 1 and time.perf_counter() - t >= warm_s:
+            break
+    ts = []
     for _ in range(n):
-        out = fn()
-    sync(out)
-    return (time.perf_counter() - t) / n
+        t = time.perf_counter()
+        sync(fn())
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
 
 
 def karras(n, smin=0.002, smax=80.0, rho=7.0):
@@ -141,6 +151,23 @@ def side_genmod(a):
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name, family and model (``/proc/cpuinfo``), else the architecture: ratios
+    against the peer differ between CPU families (docs/benchmarks.md "Performance, round 8"), and
+    a virtual machine's name may be as short as "AMD EPYC"."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(ln.split(":", 1) for ln in f.read().split("\n\n")[0].splitlines() if ":" in ln)
+    except OSError:
+        return platform.processor() or platform.machine()
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    if "model name" not in info:
+        return platform.processor() or platform.machine()
+    return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
+
+
 def side_env() -> dict:
     """The environment both sides run in: this one with the glibc tunable that ``genmod.launch``
     adds for itself (``genmod.hugepages``), so genmod's step is measured as users train and the
@@ -202,7 +229,7 @@ def main(argv=None):
     med = {s: {k: float(np.median([x[k] for x in v])) for k in ("train", "forward", "sample")} for s, v in runs.items()}
     print(f"net: SongUNet DDPM++ res {a.res} ch {a.ch} mult {a.mult} blocks {a.blocks} attn {a.attn} batch {a.batch}; "
           f"params genmod {runs['genmod'][0]['params']:,} / edm {runs['torch'][0]['params']:,}")
-    print(f"machine: {os.cpu_count()} CPUs; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__}; "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__}; "
           f"{time.strftime('%Y-%m-%d')}; medians of {a.rounds} rounds; both sides with "
           f"GLIBC_TUNABLES={side_env().get('GLIBC_TUNABLES', '')!r}")
     print("| what | NVlabs/edm img/s | genmod img/s | genmod / edm |")
