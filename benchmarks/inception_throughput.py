@@ -37,9 +37,9 @@ def main(argv=None):
     import torch
 
     from genmod.eval import convert
-    from peer_edm import cpu_model
     from genmod.eval.inception import InceptionFeatures
     from genmod.eval.torch_reference import random_pytorch_fid_model, smooth_images, to_torch
+    from peer_edm import cpu_model
 
     model = random_pytorch_fid_model(seed=0).to(a.torch_device)
     with tempfile.TemporaryDirectory() as tmp:
