@@ -159,10 +159,10 @@ def cpu_model() -> str:
 
     try:
         with open("/proc/cpuinfo") as f:
-            info = dict(ln.split(":", 1) for ln in f.read().split("\n\n")[0].splitlines() if ":" in ln)
+            first = f.read().split("\n\n")[0]  # the first CPU's block
     except OSError:
-        return platform.processor() or platform.machine()
-    info = {k.strip(): v.strip() for k, v in info.items()}
+        first = ""
+    info = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in first.splitlines() if ":" in ln)}
     if "model name" not in info:
         return platform.processor() or platform.machine()
     return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"

@@ -7,9 +7,9 @@ faulted in again on every step: 11-12% of a DDPM++ train step's CPU time was in 
 page-fault path, most of it under XLA's kernels touching fresh memory (``perf``;
 docs/benchmarks.md "Performance, round 7"). With the glibc tunable ``glibc.malloc.hugetlb=1``
 (glibc >= 2.35) glibc asks for transparent huge pages on those mappings, up to 512 times fewer
-faults: the train step ran 1.02-1.22x faster in four comparisons on 2 cores
-(``python benchmarks/malloc_hugepages.py``).
-The forward and Heun sampling measured 0.84-1.24x, so only training uses it. glibc reads
+faults: the train step ran 1.02-1.22x faster in four comparisons on a 2-core Xeon and 1.19x on
+a 2-core Zen 4 (``python benchmarks/malloc_hugepages.py``; round 8). The forward and Heun
+sampling measured 0.84-1.24x and 1.09x / 0.92x, so only training uses it. glibc reads
 tunables only when a process starts, so ``genmod.launch`` re-executes itself (same PID, same
 arguments) with it added. ``GENMOD_MALLOC_HUGEPAGES=0`` turns this off; a ``glibc.malloc.hugetlb``
 the user set is kept as it is.
