@@ -29,6 +29,7 @@ from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from genmod.eval.fid import read_npz
+from genmod.nets import onednn
 
 DEFAULT_WEIGHTS = os.path.join("checkpoints", "fid", "inception_fid.npz")
 WEIGHTS_ENV = "GENMOD_FID_WEIGHTS"
@@ -65,6 +66,8 @@ class Conv(nn.Module):
         if self.cpu_tricks and self.kernel == (1, 1) and self.strides == (1, 1) and self.padding == (0, 0):
             return jax.lax.dot_general(x, k[0, 0], (((3,), (0,)), ((), ())), precision=self.precision)
         pad = [(p, p) for p in self.padding]
+        if self.cpu_tricks and onednn.enabled(x, k):
+            return onednn.conv(x, k, strides=self.strides, padding=pad)
         valid = self.cpu_tricks and self.padding == (0, 0)
         if valid:
             pad = [(0, 1), (0, 1)]

@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genmod.nets import onednn
 from genmod.nets.conv import live, tangent_sum
 
 _FOURIER_SEED = 0
@@ -139,6 +140,8 @@ def upsample(x, taps: Sequence[int]):
 
 
 def _conv(x, w, pad):
+    if w.shape[0] > 1 and onednn.enabled(x, w):  # 1x1 kernels stay dots (conv1x1)
+        return onednn.conv(x, w, padding=((pad, pad), (pad, pad)))
     return jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
