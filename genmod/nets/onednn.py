@@ -88,12 +88,13 @@ def build() -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)  # built aside, then renamed: no reader
     os.close(fd)                                              # ever sees a partial file
     cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
-           f"-I{prefix / 'include'}", str(SRC), f"-L{lib.parent}", "-ldnnl",
+           f"-I{prefix / 'include'}", str(SRC), f"-L{lib.parent}", "-ldnnl", "-lgomp",
            f"-Wl,-rpath,{lib.parent}", "-o", tmp]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         os.unlink(tmp)
-        raise RuntimeError(f"compiling {SRC.name} failed: {r.stderr.strip().splitlines()[-1:]}")
+        errors = [line for line in r.stderr.splitlines() if "error" in line] or r.stderr.splitlines()
+        raise RuntimeError(f"compiling {SRC.name} failed: {errors[0] if errors else r.returncode}")
     os.replace(tmp, out)
     return out
 
