@@ -8,7 +8,8 @@ grid of Heun-18 (35 NFE) samples in which digits are recognisable), TensorBoard 
 (tb/), metrics.jsonl and config.json. Expected final train/loss ~30 (EDM-weighted,
 summed over the 64 pixels; ~64 at init). Measured: 2m50s wall on a quiet machine;
 FD_digits 2.15 at 35 NFE (real vs real 2.34; docs/RESULTS.md). On a 2-core AMD EPYC (Zen 4), from a
-fresh machine (2026-12-06): 2m56s wall, FD_digits 2.17 (real vs real 2.34) (measured).
+fresh machine (2026-12-06): 2m56s wall, FD_digits 2.17 (real vs real 2.34) (measured); with the
+convolutions on oneDNN (genmod/nets/onednn.py, 2026-12-07): 2m32s wall, FD_digits 2.14 (measured).
 
     python -m genmod.launch --config quickstart:mnist    # ../shared/data/mnist.npz, 28x28
 
