@@ -51,7 +51,9 @@ class Conv(nn.Module):
     """Bias-free NHWC/HWIO convolution with symmetric zero padding (``nn.Conv``'s parameter
     layout). ``cpu_tricks`` computes the same numbers in forms XLA:CPU runs 1.5-3x faster:
     1x1 convolutions as a matmul, unpadded ones with one extra zero row/column that is then
-    cut off (the padded result is identical where it overlaps); max pools likewise (below)."""
+    cut off (the padded result is identical where it overlaps); max pools likewise (below). Where
+    ``genmod.nets.onednn`` is enabled, the other convolutions run on oneDNN (1.22x pytorch-fid's
+    features against 1.08-1.16x, docs/benchmarks.md "Performance, round 9")."""
     features: int
     kernel: tuple[int, int]
     strides: tuple[int, int] = (1, 1)
