@@ -1,16 +1,15 @@
 """oneDNN convolutions (genmod/nets/onednn.py): equal to lax's in value and every derivative order,
 built once and reused, and where genmod routes its convolutions."""
-import os
 import shutil
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from genmod.eval.inception import Conv
 from genmod.nets import onednn
 from genmod.nets.unet import SongUNet
+
 
 def _rel(a, b):
     return max(float(jnp.abs(u - v).max() / (jnp.abs(v).max() + 1e-30))
@@ -52,10 +51,6 @@ def test_value_and_derivatives_match_lax(strides, padding):
     assert (" convolution(" in hlo) != onednn.available()
 
 
-def _lax_only(monkeypatch):
-    monkeypatch.setattr(onednn, "enabled", lambda x, w: False)
-
-
 def test_unet_and_inception_route_their_convolutions_here_with_the_same_numbers(monkeypatch):
     """On one CPU device genmod's U-Net (3x3 kernels; 1x1 stay dots) and the FID Inception's
     convolutions (strided, 1x7 / 7x1, padded) run on oneDNN, equal to the lax path."""
@@ -74,7 +69,7 @@ def test_unet_and_inception_route_their_convolutions_here_with_the_same_numbers(
     xi = jax.random.normal(jax.random.key(2), (2, 11, 12, 5))
     pi = inc.init(jax.random.key(3), xi)
     inc_ours = jax.jit(inc.apply)(pi, xi)
-    _lax_only(monkeypatch)
+    monkeypatch.setattr(onednn, "enabled", lambda x, w: False)
     g_lax = jax.jit(jax.value_and_grad(loss, (0, 1)))
     assert _rel(ours, g_lax(params, x)) < 2e-5
     assert _rel(inc_ours, jax.jit(inc.apply)(pi, xi)) < 2e-5

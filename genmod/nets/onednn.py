@@ -184,9 +184,10 @@ def _ffi_rule(target):
     return lower
 
 
-# Transposes (each primitive is bilinear; `u` marks the operand being transposed for):
-#   <dy, conv(x, w)> = <conv_dx(dy, w), x> = <conv_dw(x, dy), w>
+# Transposes: each primitive is bilinear, and one identity gives all six,
+#   <dy, conv(x, w)> = <conv_dx(dy, w), x> = <conv_dw(x, dy), w>.
 def _geo(p):
+    """The geometry every primitive shares (conv_dx adds in_hw, conv_dw the kernel's size)."""
     return {"strides": p["strides"], "padding": p["padding"]}
 
 

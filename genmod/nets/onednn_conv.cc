@@ -181,13 +181,15 @@ ffi::Error run(ffi::ThreadPool pool, Pass pass, float* x, float* w, float* y, Di
       execute(*p, s, {{DNNL_ARG_SRC, mx}, {DNNL_ARG_DIFF_WEIGHTS, mw}, {DNNL_ARG_DIFF_DST, my}});
       if (p->wei != p->wei_hwio) p->to_hwio.execute(s, mw, mw_hwio);
     } else {
-      dnnl::memory mw(p->wei, eng, wei.empty() ? w : wei.data());
-      if (p->wei != wei_desc && p->wei != p->wei_hwio) {  // a chunk size with another layout
+      dnnl::memory mw;
+      if (p->wei == wei_desc) {  // the layout reordered once above (or HWIO itself)
+        mw = dnnl::memory(p->wei, eng, wei.empty() ? w : wei.data());
+      } else if (p->wei == p->wei_hwio) {
+        mw = dnnl::memory(p->wei, eng, w);
+      } else {  // a chunk size for which oneDNN chose yet another layout
         dnnl::memory from(p->wei_hwio, eng, w);
         mw = dnnl::memory(p->wei, eng);
         p->from_hwio.execute(s, from, mw);
-      } else if (p->wei != wei_desc) {
-        mw = dnnl::memory(p->wei, eng, w);
       }
       if (pass == kFwd)
         execute(*p, s, {{DNNL_ARG_SRC, mx}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, my}});

@@ -140,10 +140,10 @@ def upsample(x, taps: Sequence[int]):
 
 
 def _conv(x, w, pad):
-    if w.shape[0] > 1 and onednn.enabled(x, w):  # 1x1 kernels stay dots (conv1x1)
-        return onednn.conv(x, w, padding=((pad, pad), (pad, pad)))
-    return jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    """A stride-1 NHWC x HWIO convolution: on oneDNN where it is enabled (1x1 kernels stay XLA's,
+    whose derivatives conv1x1 writes as dots), else XLA's."""
+    use = w.shape[0] > 1 and onednn.enabled(x, w)
+    return (onednn.conv if use else onednn.ref_conv)(x, w, strides=(1, 1), padding=((pad, pad), (pad, pad)))
 
 
 @jax.custom_jvp
