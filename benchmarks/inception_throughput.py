@@ -6,8 +6,12 @@
 Both networks get the same random weights (pytorch-fid's module tree, converted through
 ``genmod.eval.convert``) and the same uint8 images (resized to 299 inside both, as in FID).
 Prints images/s for each, the ratio, the compile time and the worst per-image relative
-feature difference. Runs on whatever JAX's default backend is (CPU here; torch stays on CPU
-unless --torch-device says otherwise).
+feature difference; then the roofline: the network's FLOPs per image (XLA's cost analysis),
+the rate each side sustains, and the fastest kernel this host runs (an sgemm under XLA and
+torch, a oneDNN convolution of Mixed_5's shape), all measured in the same run. Their quotient
+bounds the ratio any implementation of the same arithmetic can reach against pytorch-fid.
+Runs on whatever JAX's default backend is (CPU here; torch stays on CPU unless --torch-device
+says otherwise).
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="timed passes over --num images (best kept)")
     p.add_argument("--cpu-tricks", choices=("auto", "on", "off"), default="auto",
                    help="InceptionFeatures' cpu_tricks (auto: on when JAX runs on CPU)")
+    p.add_argument("--no-roofline", dest="roofline", action="store_false",
+                   help="skip the FLOP count and the peak-kernel measurements")
     a = p.parse_args(argv)
 
     import jax
@@ -84,6 +90,43 @@ def main(argv=None):
           f"all jax {', '.join(f'{a.num / t:.1f}' for t in jax_t)}, "
           f"pytorch-fid {', '.join(f'{a.num / t:.1f}' for t in torch_t)} img/s)")
     print(f"max per-image relative feature difference: {rel.max():.2e}")
+    if a.roofline:
+        roofline(feats.variables, a.num / jax_s, a.num / torch_s)
+
+
+def roofline(variables, jax_rate, torch_rate):
+    """FLOPs per image, each side's sustained GFLOP/s, and this host's fastest kernels."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from genmod.eval.inception import RESOLUTION, InceptionV3FID
+    from genmod.nets import onednn
+
+    x = jax.ShapeDtypeStruct((1, RESOLUTION, RESOLUTION, 3), jnp.float32)
+    cost = jax.jit(InceptionV3FID().apply).lower(variables, x).compile().cost_analysis()  # lax convs
+    flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+    def best(fn, n=5):
+        fn()
+        return min(_timed(fn) for _ in range(n))
+
+    a = jnp.ones((4096, 4096))
+    mm = jax.jit(lambda a: a @ a)
+    peaks = {"XLA sgemm 4096^2": 2 * 4096 ** 3 / best(lambda: mm(a).block_until_ready())}
+    at = torch.ones(4096, 4096)
+    peaks["torch sgemm 4096^2"] = 2 * 4096 ** 3 / best(lambda: at @ at)
+    xc, wc = jnp.ones((32, 35, 35, 96)), jnp.full((3, 3, 96, 96), 0.01)
+    cv = jax.jit(lambda x, w: onednn.conv(x, w, padding=((1, 1), (1, 1))))
+    tag = "oneDNN" if onednn.enabled(xc, wc) else "XLA"
+    peaks[f"{tag} conv 3x3 96->96 at 35x35, batch 32"] = (
+        2 * 32 * 35 * 35 * 96 * 96 * 9 / best(lambda: cv(xc, wc).block_until_ready()))
+    top = max(peaks.values())
+    print(f"roofline: {flops / 1e9:.2f} GFLOP per image (XLA's cost analysis); sustained "
+          f"jax {jax_rate * flops / 1e9:.0f} GFLOP/s, pytorch-fid {torch_rate * flops / 1e9:.0f} GFLOP/s; "
+          + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items()) + " GFLOP/s")
+    print(f"ceiling: the fastest kernel's rate over pytorch-fid's sustained one: {top / (torch_rate * flops):.2f}x "
+          f"(every FLOP at that rate, nothing else); jax sustains {jax_rate * flops / top:.0%} of it")
 
 
 def _timed(fn):
