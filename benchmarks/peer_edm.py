@@ -189,6 +189,25 @@ def shape_args(p):
     return p
 
 
+def peer_args(p):
+    """``shape_args``, the NVlabs/edm checkout, and the hidden ``--side`` of a child process."""
+    shape_args(p)
+    p.add_argument("--edm-dir", default=PEER, help="NVlabs/edm checkout (its training/ is imported)")
+    p.add_argument("--side", choices=("torch", "genmod"), help=argparse.SUPPRESS)
+    return p
+
+
+def run_child(a, sides: dict, script: str) -> bool:
+    """In a child (``--side``): runs that side, prints its ``RESULT`` line, returns True. In the
+    parent: exits with one line where NVlabs/edm is missing, else returns False."""
+    if a.side:
+        print("RESULT " + json.dumps(sides[a.side](a)), flush=True)
+        return True
+    if not os.path.isdir(os.path.join(a.edm_dir, "training")):
+        sys.exit(f"{script}: no NVlabs/edm at {a.edm_dir} (expected its training/); pass --edm-dir")
+    return False
+
+
 def run_side(script: str, args: list, side: str, env: dict | None = None) -> dict:
     """Runs ``script args --side SIDE`` in a fresh process (its own thread pools; ``env``, or
     ``side_env()``'s) and returns the JSON it prints on its ``RESULT`` line; exits with the
@@ -202,18 +221,13 @@ def run_side(script: str, args: list, side: str, env: dict | None = None) -> dic
 
 
 def main(argv=None):
-    p = shape_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    p = peer_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     p.add_argument("--steps", type=int, default=5, help="timed train steps / forwards per round")
     p.add_argument("--nfe", type=int, default=35)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--edm-dir", default=PEER, help="NVlabs/edm checkout (its training/ is imported)")
-    p.add_argument("--side", choices=("torch", "genmod"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if a.side:
-        print("RESULT " + json.dumps((side_torch if a.side == "torch" else side_genmod)(a)), flush=True)
+    if run_child(a, {"torch": side_torch, "genmod": side_genmod}, "peer_edm.py"):
         return
-    if not os.path.isdir(os.path.join(a.edm_dir, "training")):
-        sys.exit(f"peer_edm.py: no NVlabs/edm at {a.edm_dir} (expected its training/); pass --edm-dir")
     args = list(argv if argv is not None else sys.argv[1:])
     runs = {"torch": [], "genmod": []}
     for r in range(a.rounds):

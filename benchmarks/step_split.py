@@ -144,19 +144,14 @@ def verbose_side(script, args, side, threads):
 
 
 def main(argv=None):
-    p = peer_edm.shape_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    p = peer_edm.peer_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     p.add_argument("--steps", type=int, default=4, help="timed steps per round and variant")
     p.add_argument("--rounds", type=int, default=3, help="alternated rounds (medians)")
     p.add_argument("--shapes", action="store_true", help="also the per-shape oneDNN table")
-    p.add_argument("--edm-dir", default=peer_edm.PEER, help="NVlabs/edm checkout (its training/ is imported)")
-    p.add_argument("--side", choices=("torch", "genmod"), help=argparse.SUPPRESS)
     p.add_argument("--verbose", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if a.side:
-        print("RESULT " + json.dumps((side_torch if a.side == "torch" else side_genmod)(a)), flush=True)
+    if peer_edm.run_child(a, {"torch": side_torch, "genmod": side_genmod}, "step_split.py"):
         return
-    if not os.path.isdir(os.path.join(a.edm_dir, "training")):
-        sys.exit(f"step_split.py: no NVlabs/edm at {a.edm_dir} (expected its training/); pass --edm-dir")
     args = [x for x in (argv if argv is not None else sys.argv[1:]) if x != "--shapes"]
     res = {s: peer_edm.run_side(__file__, args, s) for s in ("torch", "genmod")}
     print(f"net: SongUNet DDPM++ res {a.res} ch {a.ch} mult {a.mult} blocks {a.blocks} attn {a.attn} "
