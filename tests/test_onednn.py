@@ -1,5 +1,6 @@
 """oneDNN convolutions (genmod/nets/onednn.py): equal to lax's in value and every derivative order,
 built once and reused, and where genmod routes its convolutions."""
+import logging
 import shutil
 
 import jax
@@ -83,7 +84,7 @@ def test_unet_and_inception_route_their_convolutions_here_with_the_same_numbers(
         assert (n_calls, n_3x3(hlo)) == (3 * n_3x3(lax_hlo) // 2, 0)
 
 
-def test_built_once_and_a_failed_build_leaves_nothing(monkeypatch, tmp_path):
+def test_built_once_and_a_failed_build_leaves_nothing(monkeypatch, tmp_path, caplog):
     if not onednn.available():
         with pytest.raises(RuntimeError):
             onednn.build()
@@ -95,5 +96,27 @@ def test_built_once_and_a_failed_build_leaves_nothing(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="compiling"):
         onednn.build()
     assert list(tmp_path.iterdir()) == []
+    with caplog.at_level(logging.INFO, logger=onednn.log.name):  # the wheels are there: say so loudly
+        assert onednn.available.__wrapped__() is False
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
     monkeypatch.setenv("GENMOD_ONEDNN", "0")
     assert onednn.available.__wrapped__() is False
+
+
+def test_refuses_a_cache_others_could_write(monkeypatch, tmp_path):
+    """The built library is loaded into the process: not from a group/world-writable cache or file."""
+    monkeypatch.setenv("GENMOD_CACHE", str(tmp_path))
+    if not onednn.available():
+        with pytest.raises(RuntimeError):
+            onednn.build()
+        return
+    first = onednn.build()  # builds into the private tmp_path
+    tmp_path.chmod(0o777)
+    with pytest.raises(RuntimeError, match="not loading a library"):
+        onednn.build()
+    tmp_path.chmod(0o700)
+    first.chmod(0o666)
+    with pytest.raises(RuntimeError, match="not loading a library"):
+        onednn.build()
+    first.chmod(0o755)
+    assert onednn.build() == first

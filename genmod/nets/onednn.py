@@ -19,8 +19,10 @@ routes float32 convolutions of a single-device CPU process here (a custom call h
 rule, so the SPMD partitioner would replicate it). Opt out with ``GENMOD_ONEDNN=0``.
 
 The library is compiled once per source, jaxlib and oneDNN (a C++17 compiler, about 4 s) into
-``$GENMOD_CACHE`` (default ``~/.cache/genmod``). Without oneDNN's wheels or a compiler, ``enabled``
-is False and the callers keep XLA's own convolution.
+``$GENMOD_CACHE`` (default ``~/.cache/genmod``), which must be the user's own and not group- or
+world-writable, as must the library (it is loaded into the process). Without oneDNN's wheels or a
+compiler, ``enabled`` is False and the callers keep XLA's own convolution (logged as a warning
+where the wheels are installed, at INFO level where they are not).
 """
 from __future__ import annotations
 
@@ -85,9 +87,11 @@ def build() -> Path:
     key = hashlib.sha256(b"\0".join([SRC.read_bytes(), jaxlib.__version__.encode(), str(lib).encode(),
                                      cxx.encode()])).hexdigest()[:16]
     out = _cache_dir() / f"genmod_onednn_conv-{key}.so"
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_private(out.parent)
     if out.exists():
+        _check_private(out)
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)  # built aside, then renamed: no reader
     os.close(fd)                                              # ever sees a partial file
     cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
@@ -102,6 +106,16 @@ def build() -> Path:
     return out
 
 
+def _check_private(path: Path):
+    """The library is loaded into the process: refuse a cache (or a cached build) that another user
+    owns or could have written (group- or world-writable)."""
+    st = path.stat()
+    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+        raise RuntimeError(f"{path} is owned by uid {st.st_uid} with mode {st.st_mode & 0o777:o}: not "
+                           f"loading a library from it (make it yours and not group/world-writable, "
+                           f"or set GENMOD_CACHE)")
+
+
 @functools.cache
 def available() -> bool:
     """Whether the FFI targets are built, loaded and registered (once per process)."""
@@ -109,8 +123,9 @@ def available() -> bool:
         return False
     try:
         lib = ctypes.cdll.LoadLibrary(str(build()))
-    except (RuntimeError, OSError) as e:
-        log.info("genmod: XLA's own convolutions (oneDNN unavailable: %s)", e)
+    except (RuntimeError, OSError) as e:  # a warning where the wheels are there and it still fails
+        (log.warning if _find_onednn() else log.info)(
+            "genmod: XLA's own convolutions (oneDNN unavailable: %s)", e)
         return False
     for prim, target in zip(_PRIMS, TARGETS.values()):
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, target)), platform="cpu")
