@@ -19,7 +19,7 @@ routes float32 convolutions of a single-device CPU process here (a custom call h
 rule, so the SPMD partitioner would replicate it). Opt out with ``GENMOD_ONEDNN=0``.
 
 The library is compiled once per source, jaxlib and oneDNN (a C++17 compiler, about 4 s) into
-``$GENMOD_CACHE`` (default ``~/.cache/genmod``), which must be the user's own and not group- or
+``$GENMOD_CACHE`` (default ``~/.cache/genmod``), which must be the user's own and not
 world-writable, as must the library (it is loaded into the process). Without oneDNN's wheels or a
 compiler, ``enabled`` is False and the callers keep XLA's own convolution (logged as a warning
 where the wheels are installed, at INFO level where they are not).
@@ -108,12 +108,13 @@ def build() -> Path:
 
 def _check_private(path: Path):
     """The library is loaded into the process: refuse a cache (or a cached build) that another user
-    owns or could have written (group- or world-writable)."""
+    owns or anyone could have written. Group-writable passes: with a umask of 002 (user private
+    groups, Debian's and Ubuntu's default) the cache's own directories are created that way."""
     st = path.stat()
-    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o002):
         raise RuntimeError(f"{path} is owned by uid {st.st_uid} with mode {st.st_mode & 0o777:o}: not "
-                           f"loading a library from it (make it yours and not group/world-writable, "
-                           f"or set GENMOD_CACHE)")
+                           f"loading a library from it (make it yours and not world-writable, or set "
+                           f"GENMOD_CACHE)")
 
 
 @functools.cache
