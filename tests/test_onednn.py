@@ -105,12 +105,16 @@ def test_built_once_and_a_failed_build_leaves_nothing(monkeypatch, tmp_path, cap
 
 def test_refuses_a_cache_others_could_write(monkeypatch, tmp_path):
     """The built library is loaded into the process: not from a world-writable cache or file."""
-    monkeypatch.setenv("GENMOD_CACHE", str(tmp_path))
     if not onednn.available():
         with pytest.raises(RuntimeError):
             onednn.build()
         return
-    first = onednn.build()  # builds into the private tmp_path
+    built = onednn.build()
+    monkeypatch.setenv("GENMOD_CACHE", str(tmp_path))
+    first = tmp_path / built.name  # the same build, in a private cache (no second compile)
+    shutil.copy2(built, first)
+    first.chmod(0o755)
+    assert onednn.build() == first
     tmp_path.chmod(0o777)
     with pytest.raises(RuntimeError, match="not loading a library"):
         onednn.build()

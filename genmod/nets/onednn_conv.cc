@@ -16,13 +16,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <stdexcept>
-#include <vector>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -140,8 +140,24 @@ void drain(const std::shared_ptr<Job>& j) {
   }
 }
 
+ffi::Error run_chunks(ffi::ThreadPool pool, Pass pass, float* x, float* w, float* y, Dims xs,
+                      Dims ws, Dims ys, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                      int64_t pr);
+
+// No exception may leave an FFI handler: oneDNN's (a plan or a reorder outside the chunks, whose
+// own errors drain() collects) become the call's error.
 ffi::Error run(ffi::ThreadPool pool, Pass pass, float* x, float* w, float* y, Dims xs, Dims ws,
                Dims ys, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  try {
+    return run_chunks(pool, pass, x, w, y, xs, ws, ys, sh, sw, pt, pb, pl, pr);
+  } catch (const std::exception& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("genmod oneDNN conv: ") + e.what());
+  }
+}
+
+ffi::Error run_chunks(ffi::ThreadPool pool, Pass pass, float* x, float* w, float* y, Dims xs,
+                      Dims ws, Dims ys, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                      int64_t pr) {
   if (xs.size() != 4 || ws.size() != 4 || ys.size() != 4 || ws[2] != xs[3] || ws[3] != ys[3] ||
       xs[0] != ys[0] || sh < 1 || sw < 1 || ys[1] != (xs[1] + pt + pb - ws[0]) / sh + 1 ||
       ys[2] != (xs[2] + pl + pr - ws[1]) / sw + 1)
